@@ -1,0 +1,152 @@
+//! The error type of every fallible gconv-core function: a small `Copy` enum, so it
+//! can be returned from allocation-free code and matched on a microcontroller.
+
+use core::fmt;
+
+/// Which caller buffer an [`Error::BufferLength`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Buffer {
+    /// The input feature map.
+    Input,
+    /// The raw (learnable) weight `(C_out, C_in, nti, K, K)`.
+    Weight,
+    /// The expanded OIHW filter bank `(C_out*nto, C_in*nti, K, K)`.
+    Bank,
+    /// The bias `(C_out,)`.
+    Bias,
+    /// The output feature map.
+    Output,
+    /// The scratch buffer.
+    Scratch,
+}
+
+/// Which layer dimension an [`Error::ZeroDimension`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dim {
+    /// Input G-channels `C_in`.
+    InChannels,
+    /// Output G-channels `C_out`.
+    OutChannels,
+    /// Input height `H`.
+    Height,
+    /// Input width `W`.
+    Width,
+    /// Kernel size `K`.
+    Kernel,
+    /// Stride.
+    Stride,
+}
+
+/// Everything that can be wrong with the arguments of a gconv-core call.
+///
+/// Kernels validate all arguments once at entry and return one of these before
+/// touching the output; they never panic on bad arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// A dimension that must be at least 1 is zero (a zero batch is allowed and
+    /// produces an empty output).
+    ZeroDimension(Dim),
+    /// `Padding::Same` was asked for with an even kernel. There is no symmetric
+    /// padding that keeps the size for even `K`, and the asymmetric `(K/2-1, K/2)`
+    /// padding other frameworks use shifts the output grid by half a pixel, which
+    /// breaks rotation equivariance.
+    SameNeedsOddKernel {
+        /// The even kernel size that was given.
+        kernel: usize,
+    },
+    /// The kernel does not fit in the padded input, so the output would be empty.
+    KernelLargerThanInput {
+        /// Kernel size `K`.
+        kernel: usize,
+        /// `H + pad_top + pad_bottom`.
+        padded_height: usize,
+        /// `W + pad_left + pad_right`.
+        padded_width: usize,
+    },
+    /// A buffer's length is not what the shape requires (`expected` is exact for
+    /// every buffer except scratch, where it is the minimum).
+    BufferLength {
+        /// The buffer concerned.
+        buffer: Buffer,
+        /// Length the shape requires.
+        expected: usize,
+        /// Length that was given.
+        found: usize,
+    },
+    /// A size computed from the shape does not fit in `usize`.
+    SizeOverflow,
+}
+
+impl fmt::Display for Buffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Buffer::Input => "input",
+            Buffer::Weight => "weight",
+            Buffer::Bank => "expanded filter bank",
+            Buffer::Bias => "bias",
+            Buffer::Output => "output",
+            Buffer::Scratch => "scratch",
+        })
+    }
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dim::InChannels => "input channels",
+            Dim::OutChannels => "output channels",
+            Dim::Height => "height",
+            Dim::Width => "width",
+            Dim::Kernel => "kernel size",
+            Dim::Stride => "stride",
+        })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::ZeroDimension(dim) => write!(f, "{dim} must be at least 1, got 0"),
+            Error::SameNeedsOddKernel { kernel } => write!(
+                f,
+                "padding `same` needs an odd kernel, got K = {kernel}: no symmetric padding \
+                 keeps the size for even K, and the asymmetric ({}, {}) padding other \
+                 frameworks use shifts the output by half a pixel and breaks rotation \
+                 equivariance; use `valid`, symmetric padding {} on every side (output one \
+                 pixel larger, exactly equivariant) or explicit (top, bottom, left, right)",
+                kernel / 2 - 1,
+                kernel / 2,
+                kernel / 2
+            ),
+            Error::KernelLargerThanInput {
+                kernel,
+                padded_height,
+                padded_width,
+            } => write!(
+                f,
+                "kernel {kernel}x{kernel} is larger than the padded input \
+                 {padded_height}x{padded_width}"
+            ),
+            Error::BufferLength {
+                buffer: Buffer::Scratch,
+                expected,
+                found,
+            } => write!(
+                f,
+                "scratch buffer too small: needs at least {expected} f32, got {found}"
+            ),
+            Error::BufferLength {
+                buffer,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{buffer} buffer has {found} f32 but the shape needs exactly {expected}"
+            ),
+            Error::SizeOverflow => f.write_str("a buffer size computed from the shape overflows usize"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}

@@ -1,0 +1,44 @@
+//! # gconv-core
+//!
+//! Group-equivariant convolutions (G-CNNs, Cohen & Welling 2016) for the rotation
+//! group C4 (`p4`) and the dihedral group D4 (`p4m`), in `#![no_std]` Rust with no
+//! allocation: the caller provides output and scratch buffers, errors are values.
+//!
+//! Conventions (element order, layouts, index tables) are GrouPy's, so weights
+//! trained with GrouPy or its PyTorch port run unchanged. See `CONVENTIONS.md`.
+//!
+//! * [`group`]: the groups, their `const` tables and the `const fn` index tables.
+//! * [`conv`]: lifting (Z2 -> G) and group (G -> G) convolutions, filter expansion.
+//! * [`shape`]: padding, shapes, output and buffer sizes.
+//! * [`equivariance`]: the rule that says whether a layer is exactly equivariant.
+//!
+//! ```
+//! use gconv_core::{C4, ConvShape, Padding, conv::lifting};
+//!
+//! // One 5x5 gray image to 2 G-channels on C4, 3x3 filters, symmetric `Same` padding.
+//! let shape = ConvShape { batch: 1, in_channels: 1, out_channels: 2, height: 5, width: 5,
+//!                         kernel: 3, stride: 1, padding: Padding::Same };
+//! let geo = lifting::lifting_conv_geometry::<C4>(&shape)?;
+//! let input = [1.0f32; 25];
+//! let weight = [0.5f32; 2 * 9]; // (C_out, C_in, 1, 3, 3)
+//! let mut output = [0.0f32; 2 * 4 * 25]; // (1, 2, 4, 5, 5)
+//! let mut scratch = [0.0f32; 2 * 4 * 9];
+//! assert_eq!(geo.output_len(), output.len());
+//! lifting::lifting_conv::<C4>(&shape, &input, &weight, None, &mut output, &mut scratch)?;
+//! assert_eq!(output[2 * 5 + 2], 4.5); // centre pixel: 9 taps of 0.5
+//! # Ok::<(), gconv_core::Error>(())
+//! ```
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod conv;
+mod driver;
+pub mod equivariance;
+pub mod error;
+pub mod group;
+pub mod shape;
+mod simd;
+
+pub use error::{Buffer, Dim, Error};
+pub use group::{C4, D4, Group};
+pub use shape::{ConvGeometry, ConvShape, Domain, Padding};

@@ -1,2 +1,36 @@
-//! wip
+//! # gconv-std
+//!
+//! The std side of gconv: owned [`Tensor`]s in the `CONVENTIONS.md` layouts, the
+//! transformation law ([`transform`]), convolution layers for the four pairs
+//! ([`Z2ToC4`], [`C4ToC4`], [`Z2ToD4`], [`D4ToD4`]) owning raw weights and caching the
+//! expanded bank, parameter accounting ([`params`]), and the independent f64
+//! [`reference`] implementation used as the test oracle.
+//!
+//! ```
+//! use gconv_std::{C4ToC4, Padding, Tensor, Z2ToC4, transform};
+//!
+//! let lift = Z2ToC4::new(1, 4, 3, 1, Padding::Same, 7)?;
+//! let gconv = C4ToC4::new(4, 4, 3, 1, Padding::Same, 8)?;
+//! let x = Tensor::from_fn(vec![1, 1, 9, 9], |i| (i % 7) as f32 - 3.0);
+//! let y = gconv.forward(&lift.forward(&x)?)?; // (1, 4, 4, 9, 9)
+//! // Rotate the input by 90°: the output rotates and its orientation planes shift.
+//! let y_rot = gconv.forward(&lift.forward(&transform::<gconv_std::C4>(1, &x)?)?)?;
+//! let err = y_rot.max_abs_diff(&transform::<gconv_std::C4>(1, &y)?).unwrap();
+//! assert!(err < 1e-4);
+//! # Ok::<(), gconv_std::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod layer;
+pub mod params;
 pub mod reference;
+pub mod tensor;
+pub mod transform;
+
+pub use error::Error;
+pub use gconv_core::{self, C4, D4, Group, Padding};
+pub use layer::{C4ToC4, D4ToD4, FromGroup, FromZ2, GConv, GroupConv, LiftingConv, Z2ToC4, Z2ToD4};
+pub use params::LayerParams;
+pub use tensor::Tensor;
+pub use transform::transform;

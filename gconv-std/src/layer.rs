@@ -1,0 +1,354 @@
+//! Convolution layers owning their raw weights, for the four pairs Z2->C4, C4->C4,
+//! Z2->D4 and D4->D4.
+//!
+//! A layer stores the learnable raw weight `(C_out, C_in, nti, K, K)` and the bias
+//! `(C_out,)` and caches the expanded OIHW bank `(C_out*|G|, C_in*nti, K, K)`, which is
+//! recomputed whenever the weights change. The bank is `|G|` times larger than the
+//! weight but holds no new parameters: every entry is a copy of a raw weight.
+
+use core::fmt;
+use core::marker::PhantomData;
+
+use gconv_core::conv::expand::{expand_filter_bank, expanded_bank_len};
+use gconv_core::conv::{group::group_conv_expanded, lifting::lifting_conv_expanded};
+use gconv_core::equivariance::layer_is_equivariant;
+use gconv_core::{C4, ConvGeometry, ConvShape, D4, Dim, Domain, Group, Padding};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+use crate::error::Error;
+use crate::params::LayerParams;
+use crate::tensor::Tensor;
+
+/// Marker for the input domain of a layer: [`FromZ2`] (lifting) or [`FromGroup`].
+pub trait InputDomain: Copy + Default + fmt::Debug + Send + Sync + 'static {
+    /// The core's domain value.
+    const DOMAIN: Domain;
+}
+
+/// Input is a plain image (Z2): the layer is a lifting convolution.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FromZ2;
+
+/// Input is a function on the group: the layer is a group convolution.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FromGroup;
+
+impl InputDomain for FromZ2 {
+    const DOMAIN: Domain = Domain::Z2;
+}
+impl InputDomain for FromGroup {
+    const DOMAIN: Domain = Domain::Group;
+}
+
+/// A group-equivariant convolution from domain `D` to group `G`. Use the aliases
+/// [`Z2ToC4`], [`C4ToC4`], [`Z2ToD4`], [`D4ToD4`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct GConv<G: Group, D: InputDomain> {
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+    weight: Tensor,
+    bias: Option<Vec<f32>>,
+    bank: Vec<f32>,
+    _pair: PhantomData<(G, D)>,
+}
+
+/// Lifting convolution Z2 -> G.
+pub type LiftingConv<G> = GConv<G, FromZ2>;
+/// Group convolution G -> G.
+pub type GroupConv<G> = GConv<G, FromGroup>;
+/// Z2 -> C4 lifting layer (GrouPy `P4ConvZ2`).
+pub type Z2ToC4 = LiftingConv<C4>;
+/// C4 -> C4 group layer (GrouPy `P4ConvP4`).
+pub type C4ToC4 = GroupConv<C4>;
+/// Z2 -> D4 lifting layer (GrouPy `P4MConvZ2`).
+pub type Z2ToD4 = LiftingConv<D4>;
+/// D4 -> D4 group layer (GrouPy `P4MConvP4M`).
+pub type D4ToD4 = GroupConv<D4>;
+
+impl<G: Group, D: InputDomain> GConv<G, D> {
+    /// Input orientation planes per G-channel (1 for Z2, |G| for group input).
+    pub const NTI: usize = D::DOMAIN.planes::<G>();
+
+    /// A layer with He-style (Kaiming) uniform weights drawn from a seeded RNG:
+    /// `w ~ U(-b, b)`, `b = sqrt(6 / fan_in)`, `fan_in = C_in * nti * K * K`
+    /// (variance `2 / fan_in`), and a zero bias.
+    ///
+    /// # Errors
+    /// [`Error::Core`] for zero channels, kernel or stride, or `Same` padding with an
+    /// even kernel.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: Padding,
+        seed: u64,
+    ) -> Result<Self, Error> {
+        check_hyper::<G, D>(in_channels, out_channels, kernel, stride, padding)?;
+        let fan_in = in_channels * Self::NTI * kernel * kernel;
+        let bound = (6.0 / fan_in as f64).sqrt() as f32;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let weight = Tensor::from_fn(
+            vec![out_channels, in_channels, Self::NTI, kernel, kernel],
+            |_| rng.random_range(-bound..bound),
+        );
+        Self::from_weights(weight, Some(vec![0.0; out_channels]), stride, padding)
+    }
+
+    /// A layer from trained weights: `weight` of shape `(C_out, C_in, nti, K, K)`,
+    /// optional `bias` of length `C_out`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the weight is not rank 5 with `nti` planes and a square
+    /// kernel, or the bias length is not `C_out`; [`Error::Core`] for zero sizes,
+    /// stride 0, or `Same` with an even kernel.
+    pub fn from_weights(
+        weight: Tensor,
+        bias: Option<Vec<f32>>,
+        stride: usize,
+        padding: Padding,
+    ) -> Result<Self, Error> {
+        let (out_channels, in_channels, kernel) = check_weight::<G, D>(&weight, bias.as_deref())?;
+        check_hyper::<G, D>(in_channels, out_channels, kernel, stride, padding)?;
+        let mut layer = GConv {
+            in_channels,
+            out_channels,
+            kernel,
+            stride,
+            padding,
+            weight,
+            bias,
+            bank: Vec::new(),
+            _pair: PhantomData,
+        };
+        layer.refresh_bank()?;
+        Ok(layer)
+    }
+
+    /// Replaces weight and bias (same shapes as before) and re-expands the bank. On
+    /// error the layer is left unchanged.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when a shape differs from the layer's.
+    pub fn set_weights(&mut self, weight: Tensor, bias: Option<Vec<f32>>) -> Result<(), Error> {
+        if weight.shape() != self.weight.shape() {
+            return Err(Error::Shape {
+                tensor: "weight",
+                expected: format!("{:?}", self.weight.shape()),
+                found: weight.shape().to_vec(),
+            });
+        }
+        check_weight::<G, D>(&weight, bias.as_deref())?;
+        self.weight = weight;
+        self.bias = bias;
+        self.refresh_bank()
+    }
+
+    fn refresh_bank(&mut self) -> Result<(), Error> {
+        let len = expanded_bank_len::<G>(D::DOMAIN, self.out_channels, self.in_channels, self.kernel)
+            .map_err(|e| self.core_error(e))?;
+        let mut bank = vec![0.0; len];
+        expand_filter_bank::<G>(
+            D::DOMAIN,
+            self.out_channels,
+            self.in_channels,
+            self.kernel,
+            self.weight.data(),
+            &mut bank,
+        )
+        .map_err(|e| self.core_error(e))?;
+        self.bank = bank;
+        Ok(())
+    }
+
+    fn core_error(&self, source: gconv_core::Error) -> Error {
+        Error::Core {
+            layer: format!("{} conv", Self::name()),
+            source,
+        }
+    }
+
+    /// `"Z2->C4"`, `"C4->C4"`, `"Z2->D4"` or `"D4->D4"`.
+    pub fn name() -> String {
+        match D::DOMAIN {
+            Domain::Z2 => format!("Z2->{}", G::NAME),
+            Domain::Group => format!("{0}->{0}", G::NAME),
+        }
+    }
+
+    /// Input G-channels.
+    pub fn in_channels(&self) -> usize {
+        self.in_channels
+    }
+    /// Output G-channels.
+    pub fn out_channels(&self) -> usize {
+        self.out_channels
+    }
+    /// Kernel size `K`.
+    pub fn kernel(&self) -> usize {
+        self.kernel
+    }
+    /// Stride.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+    /// Padding.
+    pub fn padding(&self) -> Padding {
+        self.padding
+    }
+    /// The raw learnable weight `(C_out, C_in, nti, K, K)`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+    /// The bias `(C_out,)`, if any.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+    /// The cached expanded OIHW bank `(C_out*|G|, C_in*nti, K, K)`.
+    pub fn bank(&self) -> &[f32] {
+        &self.bank
+    }
+    /// Parameter accounting of this layer.
+    pub fn params(&self) -> LayerParams {
+        LayerParams::new(
+            Self::NTI,
+            G::ORDER,
+            self.in_channels,
+            self.out_channels,
+            self.kernel,
+            self.bias.is_some(),
+        )
+    }
+
+    /// Does the equivariance rule call this layer exactly equivariant on a
+    /// `height x width` input? See [`gconv_core::equivariance`].
+    pub fn is_equivariant_on(&self, height: usize, width: usize) -> bool {
+        layer_is_equivariant(height, width, self.kernel, self.stride, self.padding)
+    }
+
+    /// The validated geometry for an input of the given shape.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for an input of the wrong rank, channel count or orientation
+    /// count; [`Error::Core`] when the kernel does not fit the padded input.
+    pub fn geometry(&self, input_shape: &[usize]) -> Result<ConvGeometry, Error> {
+        let nti = Self::NTI;
+        let (batch, height, width) = match (D::DOMAIN, input_shape) {
+            (Domain::Z2, &[n, c, h, w]) if c == self.in_channels => (n, h, w),
+            (Domain::Group, &[n, c, o, h, w]) if c == self.in_channels && o == nti => (n, h, w),
+            _ => {
+                let expected = match D::DOMAIN {
+                    Domain::Z2 => format!("(N, {}, H, W)", self.in_channels),
+                    Domain::Group => format!("(N, {}, {nti}, H, W)", self.in_channels),
+                };
+                return Err(Error::Shape {
+                    tensor: "input",
+                    expected,
+                    found: input_shape.to_vec(),
+                });
+            }
+        };
+        let shape = ConvShape {
+            batch,
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            height,
+            width,
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+        };
+        shape.geometry::<G>(D::DOMAIN).map_err(|e| self.core_error(e))
+    }
+
+    /// Forward pass: input `(N, C_in, H, W)` (Z2) or `(N, C_in, |G|, H, W)` (group) to
+    /// output `(N, C_out, |G|, H', W')`, by the cached expanded bank.
+    ///
+    /// # Errors
+    /// As [`geometry`](Self::geometry).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, Error> {
+        let geo = self.geometry(x.shape())?;
+        let shape = ConvShape {
+            batch: geo.batch(),
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            height: geo.height(),
+            width: geo.width(),
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+        };
+        let mut out = Tensor::zeros(geo.output_shape().to_vec());
+        let result = match D::DOMAIN {
+            Domain::Z2 => {
+                lifting_conv_expanded::<G>(&shape, x.data(), &self.bank, self.bias(), out.data_mut())
+            }
+            Domain::Group => {
+                group_conv_expanded::<G>(&shape, x.data(), &self.bank, self.bias(), out.data_mut())
+            }
+        };
+        result.map_err(|e| self.core_error(e))?;
+        Ok(out)
+    }
+}
+
+fn check_hyper<G: Group, D: InputDomain>(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+) -> Result<(), Error> {
+    let zero = [
+        (in_channels, Dim::InChannels),
+        (out_channels, Dim::OutChannels),
+        (kernel, Dim::Kernel),
+        (stride, Dim::Stride),
+    ]
+    .into_iter()
+    .find(|&(v, _)| v == 0);
+    let layer = || format!("{} conv", GConv::<G, D>::name());
+    if let Some((_, dim)) = zero {
+        return Err(Error::Core {
+            layer: layer(),
+            source: gconv_core::Error::ZeroDimension(dim),
+        });
+    }
+    padding.resolve(kernel).map_err(|source| Error::Core {
+        layer: layer(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Checks a raw weight's rank, `nti` and square kernel, and the bias length; returns
+/// `(C_out, C_in, K)`.
+fn check_weight<G: Group, D: InputDomain>(
+    weight: &Tensor,
+    bias: Option<&[f32]>,
+) -> Result<(usize, usize, usize), Error> {
+    let nti = GConv::<G, D>::NTI;
+    let (c_out, c_in, k) = match *weight.shape() {
+        [o, i, s, k1, k2] if s == nti && k1 == k2 => (o, i, k1),
+        _ => {
+            return Err(Error::Shape {
+                tensor: "weight",
+                expected: format!("(C_out, C_in, {nti}, K, K)"),
+                found: weight.shape().to_vec(),
+            });
+        }
+    };
+    if let Some(b) = bias {
+        if b.len() != c_out {
+            return Err(Error::Shape {
+                tensor: "bias",
+                expected: format!("({c_out},)"),
+                found: vec![b.len()],
+            });
+        }
+    }
+    Ok((c_out, c_in, k))
+}

@@ -63,7 +63,10 @@ pub(crate) fn correlate(
             let b = bias.map_or(0.0, |b| b[c / geo.nto()]);
             y.fill(b);
             let filters = &bank[c * planes_in * taps..(c + 1) * planes_in * taps];
-            for (x, filter) in x_image.chunks_exact(in_plane).zip(filters.chunks_exact(taps)) {
+            for (x, filter) in x_image
+                .chunks_exact(in_plane)
+                .zip(filters.chunks_exact(taps))
+            {
                 for p in 0..k {
                     let (a_lo, a_hi) = row_range(p);
                     for q in 0..k {

@@ -144,7 +144,9 @@ impl fmt::Display for Error {
                 f,
                 "{buffer} buffer has {found} f32 but the shape needs exactly {expected}"
             ),
-            Error::SizeOverflow => f.write_str("a buffer size computed from the shape overflows usize"),
+            Error::SizeOverflow => {
+                f.write_str("a buffer size computed from the shape overflows usize")
+            }
         }
     }
 }

@@ -213,7 +213,13 @@ pub struct ConvGeometry {
 
 impl ConvGeometry {
     const fn checked_lengths(&self) -> Option<()> {
-        let planes_in = [self.batch, self.in_channels, self.nti, self.height, self.width];
+        let planes_in = [
+            self.batch,
+            self.in_channels,
+            self.nti,
+            self.height,
+            self.width,
+        ];
         let planes_out = [
             self.batch,
             self.out_channels,
@@ -235,16 +241,13 @@ impl ConvGeometry {
             checked_product(&bank),
         ) {
             // The MAC count multiplies the output by the terms per output.
-            (Some(_), Some(out), Some(_)) => match checked_product(&[
-                out,
-                self.in_channels,
-                self.nti,
-                self.kernel,
-                self.kernel,
-            ]) {
-                Some(_) => Some(()),
-                None => None,
-            },
+            (Some(_), Some(out), Some(_)) => {
+                match checked_product(&[out, self.in_channels, self.nti, self.kernel, self.kernel])
+                {
+                    Some(_) => Some(()),
+                    None => None,
+                }
+            }
             _ => None,
         }
     }
@@ -300,7 +303,13 @@ impl ConvGeometry {
     /// Input shape: `(N, C_in, H, W)` for Z2 input (`nti = 1`, reported as
     /// `[N, C_in, 1, H, W]`), `(N, C_in, nti, H, W)` for group input.
     pub const fn input_shape(&self) -> [usize; 5] {
-        [self.batch, self.in_channels, self.nti, self.height, self.width]
+        [
+            self.batch,
+            self.in_channels,
+            self.nti,
+            self.height,
+            self.width,
+        ]
     }
     /// Output shape `(N, C_out, nto, H', W')`.
     pub const fn output_shape(&self) -> [usize; 5] {

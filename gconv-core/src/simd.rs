@@ -16,7 +16,11 @@ pub(crate) fn axpy(y: &mut [f32], x: &[f32], a: f32) {
             yc[lane] += a * xc[lane];
         }
     }
-    for (yi, xi) in y_chunks.into_remainder().iter_mut().zip(x_chunks.remainder()) {
+    for (yi, xi) in y_chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(x_chunks.remainder())
+    {
         *yi += a * *xi;
     }
 }

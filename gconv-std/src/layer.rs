@@ -148,8 +148,9 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
     }
 
     fn refresh_bank(&mut self) -> Result<(), Error> {
-        let len = expanded_bank_len::<G>(D::DOMAIN, self.out_channels, self.in_channels, self.kernel)
-            .map_err(|e| self.core_error(e))?;
+        let len =
+            expanded_bank_len::<G>(D::DOMAIN, self.out_channels, self.in_channels, self.kernel)
+                .map_err(|e| self.core_error(e))?;
         let mut bank = vec![0.0; len];
         expand_filter_bank::<G>(
             D::DOMAIN,
@@ -261,7 +262,9 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
             stride: self.stride,
             padding: self.padding,
         };
-        shape.geometry::<G>(D::DOMAIN).map_err(|e| self.core_error(e))
+        shape
+            .geometry::<G>(D::DOMAIN)
+            .map_err(|e| self.core_error(e))
     }
 
     /// Forward pass: input `(N, C_in, H, W)` (Z2) or `(N, C_in, |G|, H, W)` (group) to
@@ -283,9 +286,13 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
         };
         let mut out = Tensor::zeros(geo.output_shape().to_vec());
         let result = match D::DOMAIN {
-            Domain::Z2 => {
-                lifting_conv_expanded::<G>(&shape, x.data(), &self.bank, self.bias(), out.data_mut())
-            }
+            Domain::Z2 => lifting_conv_expanded::<G>(
+                &shape,
+                x.data(),
+                &self.bank,
+                self.bias(),
+                out.data_mut(),
+            ),
             Domain::Group => {
                 group_conv_expanded::<G>(&shape, x.data(), &self.bank, self.bias(), out.data_mut())
             }

@@ -64,7 +64,12 @@ impl LayerParams {
     }
 
     /// A planar (ordinary) conv layer: `nti = nto = 1`.
-    pub const fn planar(in_channels: usize, out_channels: usize, kernel: usize, has_bias: bool) -> Self {
+    pub const fn planar(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        has_bias: bool,
+    ) -> Self {
         Self::new(1, 1, in_channels, out_channels, kernel, has_bias)
     }
 
@@ -145,6 +150,9 @@ mod tests {
         assert_eq!(equal_parameter_channels(64, 4), 32.0);
         assert_eq!(equal_compute_channels(64, 4), 16.0);
         assert!((equal_parameter_channels(64, 8) - 22.627).abs() < 1e-3);
-        assert_eq!(LayerParams::planar(3, 5, 3, true).learnable(), 5 * 3 * 9 + 5);
+        assert_eq!(
+            LayerParams::planar(3, 5, 3, true).learnable(),
+            5 * 3 * 9 + 5
+        );
     }
 }

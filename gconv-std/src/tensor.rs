@@ -89,7 +89,13 @@ impl Tensor {
                 .iter()
                 .zip(&other.data)
                 .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, |m, d| if d.is_nan() || m.is_nan() { f32::NAN } else { m.max(d) }),
+                .fold(0.0f32, |m, d| {
+                    if d.is_nan() || m.is_nan() {
+                        f32::NAN
+                    } else {
+                        m.max(d)
+                    }
+                }),
         )
     }
 

@@ -36,12 +36,16 @@ fn paddings() -> [Padding; 4] {
     ]
 }
 
-type RawKernel = fn(&ConvShape, &[f32], &[f32], Option<&[f32]>, &mut [f32], &mut [f32]) -> Result<(), Error>;
+type RawKernel =
+    fn(&ConvShape, &[f32], &[f32], Option<&[f32]>, &mut [f32], &mut [f32]) -> Result<(), Error>;
 type BankKernel = fn(&ConvShape, &[f32], &[f32], Option<&[f32]>, &mut [f32]) -> Result<(), Error>;
 
 fn kernels<G: Group>(domain: Domain) -> (RawKernel, BankKernel) {
     match domain {
-        Domain::Z2 => (lifting::lifting_conv::<G>, lifting::lifting_conv_expanded::<G>),
+        Domain::Z2 => (
+            lifting::lifting_conv::<G>,
+            lifting::lifting_conv_expanded::<G>,
+        ),
         Domain::Group => (group::group_conv::<G>, group::group_conv_expanded::<G>),
     }
 }
@@ -91,8 +95,15 @@ fn grid<G: Group>(group: RefGroup, domain: Domain, seed: u64) -> usize {
 
                 // Pre-expanded bank.
                 let mut bank = vec![f32::NAN; geo.bank_len()];
-                expand_filter_bank::<G>(domain, shape.out_channels, shape.in_channels, k, &w, &mut bank)
-                    .unwrap();
+                expand_filter_bank::<G>(
+                    domain,
+                    shape.out_channels,
+                    shape.in_channels,
+                    k,
+                    &w,
+                    &mut bank,
+                )
+                .unwrap();
                 let mut out2 = vec![f32::NAN; geo.output_len()];
                 bank_kernel(&shape, &x, &bank, bias, &mut out2).unwrap();
                 assert_eq!(out, out2, "{what}: raw and expanded paths differ");
@@ -110,7 +121,10 @@ fn z2_to_c4_matches_reference() {
 
 #[test]
 fn c4_to_c4_matches_reference() {
-    assert_eq!(grid::<C4>(RefGroup::C4, Domain::Group, 2), 6 * 3 * 4 - 2 * 3);
+    assert_eq!(
+        grid::<C4>(RefGroup::C4, Domain::Group, 2),
+        6 * 3 * 4 - 2 * 3
+    );
 }
 
 #[test]
@@ -120,7 +134,10 @@ fn z2_to_d4_matches_reference() {
 
 #[test]
 fn d4_to_d4_matches_reference() {
-    assert_eq!(grid::<D4>(RefGroup::D4, Domain::Group, 4), 6 * 3 * 4 - 2 * 3);
+    assert_eq!(
+        grid::<D4>(RefGroup::D4, Domain::Group, 4),
+        6 * 3 * 4 - 2 * 3
+    );
 }
 
 /// A batch of zero images is valid and produces an empty output.
@@ -178,57 +195,121 @@ fn expect_error(shape: ConvShape, sizes: [isize; 5], expected: Error) {
 fn bad_arguments_are_errors_not_panics() {
     let s = base_shape();
     let geo = group::group_conv_geometry::<C4>(&s).unwrap();
-    expect_error(s, [-1, 0, 0, 0, 0], Error::BufferLength {
-        buffer: Buffer::Input,
-        expected: geo.input_len(),
-        found: geo.input_len() - 1,
-    });
-    expect_error(s, [0, 1, 0, 0, 0], Error::BufferLength {
-        buffer: Buffer::Weight,
-        expected: geo.weight_len(),
-        found: geo.weight_len() + 1,
-    });
-    expect_error(s, [0, 0, -1, 0, 0], Error::BufferLength {
-        buffer: Buffer::Bias,
-        expected: 3,
-        found: 2,
-    });
-    expect_error(s, [0, 0, 0, -1, 0], Error::BufferLength {
-        buffer: Buffer::Output,
-        expected: geo.output_len(),
-        found: geo.output_len() - 1,
-    });
-    expect_error(s, [0, 0, 0, 0, -1], Error::BufferLength {
-        buffer: Buffer::Scratch,
-        expected: geo.bank_len(),
-        found: geo.bank_len() - 1,
-    });
-    expect_error(ConvShape { stride: 0, ..s }, [0; 5], Error::ZeroDimension(Dim::Stride));
-    expect_error(ConvShape { kernel: 0, ..s }, [0; 5], Error::ZeroDimension(Dim::Kernel));
-    expect_error(ConvShape { in_channels: 0, ..s }, [0; 5], Error::ZeroDimension(Dim::InChannels));
-    expect_error(ConvShape { width: 0, ..s }, [0; 5], Error::ZeroDimension(Dim::Width));
-    expect_error(ConvShape { kernel: 7, ..s }, [0; 5], Error::KernelLargerThanInput {
-        kernel: 7,
-        padded_height: 6,
-        padded_width: 5,
-    });
     expect_error(
-        ConvShape { kernel: 4, padding: Padding::Same, ..s },
+        s,
+        [-1, 0, 0, 0, 0],
+        Error::BufferLength {
+            buffer: Buffer::Input,
+            expected: geo.input_len(),
+            found: geo.input_len() - 1,
+        },
+    );
+    expect_error(
+        s,
+        [0, 1, 0, 0, 0],
+        Error::BufferLength {
+            buffer: Buffer::Weight,
+            expected: geo.weight_len(),
+            found: geo.weight_len() + 1,
+        },
+    );
+    expect_error(
+        s,
+        [0, 0, -1, 0, 0],
+        Error::BufferLength {
+            buffer: Buffer::Bias,
+            expected: 3,
+            found: 2,
+        },
+    );
+    expect_error(
+        s,
+        [0, 0, 0, -1, 0],
+        Error::BufferLength {
+            buffer: Buffer::Output,
+            expected: geo.output_len(),
+            found: geo.output_len() - 1,
+        },
+    );
+    expect_error(
+        s,
+        [0, 0, 0, 0, -1],
+        Error::BufferLength {
+            buffer: Buffer::Scratch,
+            expected: geo.bank_len(),
+            found: geo.bank_len() - 1,
+        },
+    );
+    expect_error(
+        ConvShape { stride: 0, ..s },
+        [0; 5],
+        Error::ZeroDimension(Dim::Stride),
+    );
+    expect_error(
+        ConvShape { kernel: 0, ..s },
+        [0; 5],
+        Error::ZeroDimension(Dim::Kernel),
+    );
+    expect_error(
+        ConvShape {
+            in_channels: 0,
+            ..s
+        },
+        [0; 5],
+        Error::ZeroDimension(Dim::InChannels),
+    );
+    expect_error(
+        ConvShape { width: 0, ..s },
+        [0; 5],
+        Error::ZeroDimension(Dim::Width),
+    );
+    expect_error(
+        ConvShape { kernel: 7, ..s },
+        [0; 5],
+        Error::KernelLargerThanInput {
+            kernel: 7,
+            padded_height: 6,
+            padded_width: 5,
+        },
+    );
+    expect_error(
+        ConvShape {
+            kernel: 4,
+            padding: Padding::Same,
+            ..s
+        },
         [0; 5],
         Error::SameNeedsOddKernel { kernel: 4 },
     );
     expect_error(
-        ConvShape { height: usize::MAX, padding: Padding::symmetric(1), ..s },
+        ConvShape {
+            height: usize::MAX,
+            padding: Padding::symmetric(1),
+            ..s
+        },
         [0; 5],
         Error::SizeOverflow,
     );
-    expect_error(ConvShape { batch: usize::MAX / 2, ..s }, [0; 5], Error::SizeOverflow);
+    expect_error(
+        ConvShape {
+            batch: usize::MAX / 2,
+            ..s
+        },
+        [0; 5],
+        Error::SizeOverflow,
+    );
 }
 
 #[test]
 fn same_with_even_kernel_explains_what_to_use() {
     let message = Error::SameNeedsOddKernel { kernel: 4 }.to_string();
-    for needle in ["odd", "equivariance", "valid", "2 on every side", "(top, bottom, left, right)"] {
+    for needle in [
+        "odd",
+        "equivariance",
+        "valid",
+        "2 on every side",
+        "(top, bottom, left, right)",
+    ] {
         assert!(message.contains(needle), "{message:?} lacks {needle:?}");
     }
 }

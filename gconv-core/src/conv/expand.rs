@@ -65,9 +65,23 @@ impl<const NTO: usize, const NTI: usize, const K: usize> IndexTable<NTO, NTI, K>
     ///
     /// # Errors
     /// As [`expand_filter_bank`].
-    pub fn expand(&self, c_out: usize, c_in: usize, raw: &[f32], bank: &mut [f32]) -> Result<(), Error> {
+    pub fn expand(
+        &self,
+        c_out: usize,
+        c_in: usize,
+        raw: &[f32],
+        bank: &mut [f32],
+    ) -> Result<(), Error> {
         let bank_len = checked_len(&[c_out, NTO, c_in, NTI, K, K])?;
-        check_lengths(c_out, c_in, K, raw.len(), bank_len / NTO, bank.len(), bank_len)?;
+        check_lengths(
+            c_out,
+            c_in,
+            K,
+            raw.len(),
+            bank_len / NTO,
+            bank.len(),
+            bank_len,
+        )?;
         expand_with(c_out, c_in, NTO, NTI, K, raw, bank, |t, s, u, v| {
             let [p, su, sv] = self.entries[t][s][u][v];
             (p as usize, su as usize, sv as usize)
@@ -78,7 +92,11 @@ impl<const NTO: usize, const NTI: usize, const K: usize> IndexTable<NTO, NTI, K>
 
 /// Validates `raw` and `bank` against the geometry of a convolution (used by the
 /// forward kernels, which own a validated [`ConvGeometry`]).
-pub(crate) fn check_raw_and_bank(geo: &ConvGeometry, raw: &[f32], bank: &[f32]) -> Result<(), Error> {
+pub(crate) fn check_raw_and_bank(
+    geo: &ConvGeometry,
+    raw: &[f32],
+    bank: &[f32],
+) -> Result<(), Error> {
     check_lengths(
         geo.out_channels(),
         geo.in_channels(),
@@ -121,7 +139,15 @@ fn check_bank_buffers<G: Group>(
     bank: &[f32],
 ) -> Result<(), Error> {
     let bank_len = expanded_bank_len::<G>(domain, c_out, c_in, k)?;
-    check_lengths(c_out, c_in, k, raw.len(), bank_len / G::ORDER.max(1), bank.len(), bank_len)
+    check_lengths(
+        c_out,
+        c_in,
+        k,
+        raw.len(),
+        bank_len / G::ORDER.max(1),
+        bank.len(),
+        bank_len,
+    )
 }
 
 fn checked_len(factors: &[usize]) -> Result<usize, Error> {

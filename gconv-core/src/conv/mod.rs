@@ -35,7 +35,12 @@ fn check_len(buffer: Buffer, found: usize, expected: usize) -> Result<(), Error>
 }
 
 /// Checks the buffers every forward pass shares: input, bias, output.
-fn check_io(geo: &ConvGeometry, input: &[f32], bias: Option<&[f32]>, output: &[f32]) -> Result<(), Error> {
+fn check_io(
+    geo: &ConvGeometry,
+    input: &[f32],
+    bias: Option<&[f32]>,
+    output: &[f32],
+) -> Result<(), Error> {
     check_len(Buffer::Input, input.len(), geo.input_len())?;
     if let Some(b) = bias {
         check_len(Buffer::Bias, b.len(), geo.bias_len())?;

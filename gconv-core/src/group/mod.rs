@@ -124,7 +124,11 @@ pub const fn spatial_source_rect(
 /// odd rotations.
 #[inline]
 pub const fn transformed_dims(g: usize, height: usize, width: usize) -> (usize, usize) {
-    if g % 2 == 1 { (width, height) } else { (height, width) }
+    if g % 2 == 1 {
+        (width, height)
+    } else {
+        (height, width)
+    }
 }
 
 /// Checks the group axioms on a composition table and inverse table of order `n`:

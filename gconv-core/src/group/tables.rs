@@ -53,9 +53,18 @@ pub const fn table_entry(
 
 const fn build<const NTO: usize, const NTI: usize, const K: usize>() -> IndexTable<NTO, NTI, K> {
     const {
-        assert!(K >= 1 && K <= u16::MAX as usize, "kernel size must be in 1..=65535");
-        assert!(NTO == 4 || NTO == 8, "output group order must be 4 (C4) or 8 (D4)");
-        assert!(NTI == 1 || NTI == NTO, "nti must be 1 (lifting) or the group order");
+        assert!(
+            K >= 1 && K <= u16::MAX as usize,
+            "kernel size must be in 1..=65535"
+        );
+        assert!(
+            NTO == 4 || NTO == 8,
+            "output group order must be 4 (C4) or 8 (D4)"
+        );
+        assert!(
+            NTI == 1 || NTI == NTO,
+            "nti must be 1 (lifting) or the group order"
+        );
     }
     let mut entries = [[[[[0u16; 3]; K]; K]; NTI]; NTO];
     let mut t = 0;
@@ -105,7 +114,13 @@ pub const fn d4_d4<const K: usize>() -> IndexTable<{ D4::ORDER }, { D4::ORDER },
 impl<const NTO: usize, const NTI: usize, const K: usize> IndexTable<NTO, NTI, K> {
     /// The entries flattened in GrouPy's C order `(nto, nti, K, K, 3)`.
     pub fn flat(&self) -> impl Iterator<Item = u16> + '_ {
-        self.entries.iter().flatten().flatten().flatten().flatten().copied()
+        self.entries
+            .iter()
+            .flatten()
+            .flatten()
+            .flatten()
+            .flatten()
+            .copied()
     }
 }
 

@@ -22,7 +22,8 @@ pub fn random_vec(rng: &mut StdRng, len: usize) -> Vec<f32> {
 /// gamma_n * sum |x_i y_i| for recursive summation, with a factor 1 of slack for the
 /// bias addition). `abs_sum` comes from the f64 oracle.
 pub fn tolerance(terms: usize, abs_sum: f64, bias: f64) -> f64 {
-    (terms as f64 + 2.0) * f32::EPSILON as f64 * (abs_sum + bias.abs()) + f64::from(f32::MIN_POSITIVE)
+    (terms as f64 + 2.0) * f32::EPSILON as f64 * (abs_sum + bias.abs())
+        + f64::from(f32::MIN_POSITIVE)
 }
 
 /// Padding resolved to `[top, bottom, left, right]` (None for `Same` with even K).
@@ -67,7 +68,11 @@ pub fn assert_matches_oracle(
     let [_, c_out, nto, oh, ow] = oracle.shape;
     let plane = oh * ow;
     let mut worst: f64 = 0.0;
-    for (idx, (&g, (&r, &a))) in got.iter().zip(oracle.value.iter().zip(&oracle.abs_sum)).enumerate() {
+    for (idx, (&g, (&r, &a))) in got
+        .iter()
+        .zip(oracle.value.iter().zip(&oracle.abs_sum))
+        .enumerate()
+    {
         let o = (idx / (nto * plane)) % c_out;
         let b = bias.map_or(0.0, |b| f64::from(b[o]));
         let tol = tolerance(terms, a, b);

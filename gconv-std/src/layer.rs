@@ -224,6 +224,22 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
         )
     }
 
+    /// The same layer with every weight and bias replaced by its absolute value. Its
+    /// output on `|x|` is `sum |x w| + |b|` per output, the scale of the rounding
+    /// error of the forward pass (an f32 sum of `n` terms is off by at most about
+    /// `n * eps * sum |x w|`): use it to set tolerances.
+    pub fn magnitude_layer(&self) -> Self {
+        GConv {
+            weight: self.weight.map(f32::abs),
+            bias: self
+                .bias
+                .as_ref()
+                .map(|b| b.iter().map(|v| v.abs()).collect()),
+            bank: self.bank.iter().map(|v| v.abs()).collect(),
+            ..self.clone()
+        }
+    }
+
     /// Does the equivariance rule call this layer exactly equivariant on a
     /// `height x width` input? See [`gconv_core::equivariance`].
     pub fn is_equivariant_on(&self, height: usize, width: usize) -> bool {

@@ -34,3 +34,8 @@ pub use layer::{C4ToC4, D4ToD4, FromGroup, FromZ2, GConv, GroupConv, LiftingConv
 pub use params::LayerParams;
 pub use tensor::Tensor;
 pub use transform::transform;
+
+/// The README's Rust examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

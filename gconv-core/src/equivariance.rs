@@ -44,8 +44,11 @@ pub const fn axis_is_centred(
 /// exactly equivariant under every element of C4 and D4?
 ///
 /// Both axes must be centred ([`axis_is_centred`]). The 90° rotations (and, in D4,
-/// the transposes) swap the axes, so the row padding must also equal the column
-/// padding (`top == left`, `bottom == right`); the map itself need not be square.
+/// the transposes) swap the axes: the rotated input is `width x height` and is padded
+/// with the same `(top, bottom)` rows and `(left, right)` columns, so the rows'
+/// padding must also centre the `width` axis and the columns' padding the `height`
+/// axis, with the same first sample (`top == left`). Trailing padding may differ
+/// where the stride never reads it. The map itself need not be square.
 /// `Same` with an even kernel is an error elsewhere and is reported `false` here.
 pub const fn layer_is_equivariant(
     height: usize,
@@ -59,9 +62,10 @@ pub const fn layer_is_equivariant(
         Err(_) => return false,
     };
     top == left
-        && bottom == right
         && axis_is_centred(height, k, stride, top, bottom)
         && axis_is_centred(width, k, stride, left, right)
+        && axis_is_centred(width, k, stride, top, bottom)
+        && axis_is_centred(height, k, stride, left, right)
 }
 
 /// The rule for a pooling window: identical to [`layer_is_equivariant`] with the
@@ -84,4 +88,12 @@ const _: () = {
     assert!(axis_is_centred(8, 4, 1, 2, 2)); // symmetric K/2
     assert!(axis_is_centred(9, 3, 2, 0, 0) && !axis_is_centred(8, 3, 2, 0, 0));
     assert!(axis_is_centred(8, 2, 2, 0, 0) && !axis_is_centred(9, 2, 2, 0, 0));
+    // An unread extra column of padding does not matter.
+    let unread = Padding::Explicit {
+        top: 0,
+        bottom: 0,
+        left: 0,
+        right: 1,
+    };
+    assert!(layer_is_equivariant(5, 5, 3, 2, unread));
 };

@@ -1,10 +1,10 @@
 //! # gconv-std
 //!
 //! The std side of gconv: owned [`Tensor`]s in the `CONVENTIONS.md` layouts, the
-//! transformation law ([`transform`]), convolution layers for the four pairs
+//! transformation law ([`transform()`]), convolution layers for the four pairs
 //! ([`Z2ToC4`], [`C4ToC4`], [`Z2ToD4`], [`D4ToD4`]) owning raw weights and caching the
 //! expanded bank, parameter accounting ([`params`]), and the independent f64
-//! [`reference`] implementation used as the test oracle.
+//! [`reference`](mod@reference) implementation used as the test oracle.
 //!
 //! ```
 //! use gconv_std::{C4ToC4, Padding, Tensor, Z2ToC4, transform};

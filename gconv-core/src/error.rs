@@ -115,7 +115,7 @@ impl fmt::Display for Error {
                  frameworks use shifts the output by half a pixel and breaks rotation \
                  equivariance; use `valid`, symmetric padding {} on every side (output one \
                  pixel larger, exactly equivariant) or explicit (top, bottom, left, right)",
-                kernel / 2 - 1,
+                (kernel / 2).saturating_sub(1),
                 kernel / 2,
                 kernel / 2
             ),

@@ -40,8 +40,12 @@ impl Padding {
     /// The padding as `[top, bottom, left, right]` for kernel size `k`.
     ///
     /// # Errors
-    /// [`Error::SameNeedsOddKernel`] for `Same` with even `k`.
+    /// [`Error::ZeroDimension`] for `k = 0`; [`Error::SameNeedsOddKernel`] for `Same`
+    /// with even `k`.
     pub const fn resolve(self, k: usize) -> Result<[usize; 4], Error> {
+        if k == 0 {
+            return Err(Error::ZeroDimension(Dim::Kernel));
+        }
         match self {
             Padding::Valid => Ok([0; 4]),
             Padding::Same => {

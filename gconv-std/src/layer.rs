@@ -252,6 +252,14 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
     /// [`Error::Shape`] for an input of the wrong rank, channel count or orientation
     /// count; [`Error::Core`] when the kernel does not fit the padded input.
     pub fn geometry(&self, input_shape: &[usize]) -> Result<ConvGeometry, Error> {
+        let shape = self.conv_shape(input_shape)?;
+        shape
+            .geometry::<G>(D::DOMAIN)
+            .map_err(|e| self.core_error(e))
+    }
+
+    /// The core's description of this layer applied to an input of `input_shape`.
+    fn conv_shape(&self, input_shape: &[usize]) -> Result<ConvShape, Error> {
         let nti = Self::NTI;
         let (batch, height, width) = match (D::DOMAIN, input_shape) {
             (Domain::Z2, &[n, c, h, w]) if c == self.in_channels => (n, h, w),
@@ -268,7 +276,7 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
                 });
             }
         };
-        let shape = ConvShape {
+        Ok(ConvShape {
             batch,
             in_channels: self.in_channels,
             out_channels: self.out_channels,
@@ -277,10 +285,7 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
             kernel: self.kernel,
             stride: self.stride,
             padding: self.padding,
-        };
-        shape
-            .geometry::<G>(D::DOMAIN)
-            .map_err(|e| self.core_error(e))
+        })
     }
 
     /// Forward pass: input `(N, C_in, H, W)` (Z2) or `(N, C_in, |G|, H, W)` (group) to
@@ -289,29 +294,15 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
     /// # Errors
     /// As [`geometry`](Self::geometry).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, Error> {
-        let geo = self.geometry(x.shape())?;
-        let shape = ConvShape {
-            batch: geo.batch(),
-            in_channels: self.in_channels,
-            out_channels: self.out_channels,
-            height: geo.height(),
-            width: geo.width(),
-            kernel: self.kernel,
-            stride: self.stride,
-            padding: self.padding,
-        };
+        let shape = self.conv_shape(x.shape())?;
+        let geo = shape
+            .geometry::<G>(D::DOMAIN)
+            .map_err(|e| self.core_error(e))?;
         let mut out = Tensor::zeros(geo.output_shape().to_vec());
+        let (input, bank, bias) = (x.data(), self.bank.as_slice(), self.bias());
         let result = match D::DOMAIN {
-            Domain::Z2 => lifting_conv_expanded::<G>(
-                &shape,
-                x.data(),
-                &self.bank,
-                self.bias(),
-                out.data_mut(),
-            ),
-            Domain::Group => {
-                group_conv_expanded::<G>(&shape, x.data(), &self.bank, self.bias(), out.data_mut())
-            }
+            Domain::Z2 => lifting_conv_expanded::<G>(&shape, input, bank, bias, out.data_mut()),
+            Domain::Group => group_conv_expanded::<G>(&shape, input, bank, bias, out.data_mut()),
         };
         result.map_err(|e| self.core_error(e))?;
         Ok(out)
@@ -340,10 +331,18 @@ fn check_hyper<G: Group, D: InputDomain>(
             source: gconv_core::Error::ZeroDimension(dim),
         });
     }
-    padding.resolve(kernel).map_err(|source| Error::Core {
-        layer: layer(),
-        source,
-    })?;
+    padding
+        .resolve(kernel)
+        .and(expanded_bank_len::<G>(
+            D::DOMAIN,
+            out_channels,
+            in_channels,
+            kernel,
+        ))
+        .map_err(|source| Error::Core {
+            layer: layer(),
+            source,
+        })?;
     Ok(())
 }
 
@@ -374,4 +373,138 @@ fn check_weight<G: Group, D: InputDomain>(
         }
     }
     Ok((c_out, c_in, k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn he_init_is_seeded_and_bounded_by_fan_in() {
+        let a = D4ToD4::new(3, 2, 3, 1, Padding::Same, 42).unwrap();
+        let b = D4ToD4::new(3, 2, 3, 1, Padding::Same, 42).unwrap();
+        let c = D4ToD4::new(3, 2, 3, 1, Padding::Same, 43).unwrap();
+        assert_eq!(a.weight(), b.weight());
+        assert_ne!(a.weight(), c.weight());
+        assert_eq!(a.weight().shape(), &[2, 3, 8, 3, 3]);
+        let fan_in = 3 * 8 * 9;
+        let bound = (6.0f32 / fan_in as f32).sqrt();
+        let w = a.weight().data();
+        assert!(w.iter().all(|v| v.abs() <= bound));
+        // Uniform on [-b, b): variance b^2 / 3 = 2 / fan_in, within sampling error.
+        let var = w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32;
+        assert!((var * fan_in as f32 / 2.0 - 1.0).abs() < 0.15, "{var}");
+        assert_eq!(a.bias(), Some(&[0.0, 0.0][..]));
+        let lift = Z2ToC4::new(5, 1, 4, 1, Padding::Valid, 1).unwrap();
+        let bound = (6.0f32 / (5 * 16) as f32).sqrt();
+        assert!(lift.weight().data().iter().all(|v| v.abs() <= bound));
+        assert!(lift.weight().data().iter().any(|v| v.abs() > 0.5 * bound));
+    }
+
+    #[test]
+    fn bank_is_gtimes_the_weight_and_refreshed_on_set_weights() {
+        let mut layer = C4ToC4::new(2, 3, 3, 1, Padding::Valid, 5).unwrap();
+        assert_eq!(layer.bank().len(), 4 * layer.weight().len());
+        assert_eq!(layer.params().expanded_filter_len(), layer.bank().len());
+        let x = Tensor::from_fn(vec![1, 2, 4, 6, 6], |i| (i % 5) as f32);
+        let before = layer.forward(&x).unwrap();
+        let doubled = layer.weight().map(|v| 2.0 * v);
+        layer.set_weights(doubled, Some(vec![0.0; 3])).unwrap();
+        let after = layer.forward(&x).unwrap();
+        assert!(after.max_abs_diff(&before.map(|v| 2.0 * v)).unwrap() < 1e-5);
+    }
+
+    #[test]
+    fn bad_weights_and_inputs_are_errors() {
+        let w = Tensor::zeros(vec![2, 3, 4, 3, 3]);
+        // nti 4 is wrong for D4 and for a lifting layer.
+        assert!(matches!(
+            D4ToD4::from_weights(w.clone(), None, 1, Padding::Valid),
+            Err(Error::Shape {
+                tensor: "weight",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Z2ToC4::from_weights(w.clone(), None, 1, Padding::Valid),
+            Err(Error::Shape {
+                tensor: "weight",
+                ..
+            })
+        ));
+        assert!(matches!(
+            C4ToC4::from_weights(w.clone(), Some(vec![0.0; 3]), 1, Padding::Valid),
+            Err(Error::Shape { tensor: "bias", .. })
+        ));
+        let non_square = Tensor::zeros(vec![2, 3, 4, 3, 2]);
+        assert!(C4ToC4::from_weights(non_square, None, 1, Padding::Valid).is_err());
+        let even_same =
+            C4ToC4::from_weights(Tensor::zeros(vec![1, 1, 4, 2, 2]), None, 1, Padding::Same);
+        assert!(matches!(
+            even_same,
+            Err(Error::Core {
+                source: gconv_core::Error::SameNeedsOddKernel { kernel: 2 },
+                ..
+            })
+        ));
+        assert!(C4ToC4::from_weights(w.clone(), None, 0, Padding::Valid).is_err());
+        assert!(C4ToC4::new(usize::MAX / 2, 4, 3, 1, Padding::Valid, 0).is_err());
+
+        let mut layer = C4ToC4::from_weights(w.clone(), None, 1, Padding::Valid).unwrap();
+        for bad in [
+            vec![1, 3, 6, 6],
+            vec![1, 2, 4, 6, 6],
+            vec![1, 3, 8, 6, 6],
+            vec![1, 3, 4, 2, 6],
+        ] {
+            let err = layer.forward(&Tensor::zeros(bad.clone())).unwrap_err();
+            assert!(
+                err.to_string().contains("input") || err.to_string().contains("larger"),
+                "{err}"
+            );
+        }
+        // A failed set_weights leaves the layer unchanged.
+        let before = layer.clone();
+        assert!(
+            layer
+                .set_weights(Tensor::zeros(vec![2, 3, 4, 5, 5]), None)
+                .is_err()
+        );
+        assert!(layer.set_weights(w, Some(vec![1.0])).is_err());
+        assert_eq!(layer, before);
+    }
+
+    #[test]
+    fn error_messages_name_tensor_expected_and_found() {
+        let layer = Z2ToD4::new(3, 2, 3, 1, Padding::Same, 0).unwrap();
+        let err = layer.forward(&Tensor::zeros(vec![1, 4, 8, 8])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "input: expected shape (N, 3, H, W), found [1, 4, 8, 8]"
+        );
+        assert_eq!(Z2ToD4::name(), "Z2->D4");
+        assert_eq!(D4ToD4::name(), "D4->D4");
+    }
+
+    #[test]
+    fn magnitude_layer_bounds_the_output() {
+        let layer = D4ToD4::new(2, 2, 3, 1, Padding::Same, 3).unwrap();
+        let layer = D4ToD4::from_weights(
+            layer.weight().clone(),
+            Some(vec![0.5, -0.25]),
+            1,
+            Padding::Same,
+        )
+        .unwrap();
+        let x = Tensor::from_fn(vec![1, 2, 8, 5, 5], |i| ((i * 37) % 11) as f32 - 5.0);
+        let y = layer.forward(&x).unwrap();
+        let m = layer.magnitude_layer().forward(&x.map(f32::abs)).unwrap();
+        assert!(
+            y.data()
+                .iter()
+                .zip(m.data())
+                .all(|(y, m)| y.abs() <= *m + 1e-4)
+        );
+        assert_eq!(layer.magnitude_layer().bias(), Some(&[0.5, 0.25][..]));
+    }
 }

@@ -17,10 +17,12 @@ impl Tensor {
     /// Wraps `data` with `shape`.
     ///
     /// # Errors
-    /// [`Error::DataLength`] when `data.len()` is not the product of `shape`.
+    /// [`Error::DataLength`] when `data.len()` is not the product of `shape` (or the
+    /// product overflows `usize`).
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self, Error> {
-        let expected = shape.iter().product::<usize>();
-        if expected != data.len() {
+        let expected = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        if expected != Some(data.len()) {
+            let expected = expected.unwrap_or(usize::MAX);
             return Err(Error::DataLength {
                 shape,
                 expected,
@@ -31,6 +33,9 @@ impl Tensor {
     }
 
     /// A tensor of zeros.
+    ///
+    /// # Panics
+    /// Like `vec!`, when the shape's product overflows or the allocation fails.
     pub fn zeros(shape: Vec<usize>) -> Self {
         let len = shape.iter().product();
         Tensor {
@@ -40,6 +45,9 @@ impl Tensor {
     }
 
     /// A tensor whose value at flat index `i` is `f(i)`.
+    ///
+    /// # Panics
+    /// Like `vec!`, when the shape's product overflows or the allocation fails.
     pub fn from_fn(shape: Vec<usize>, f: impl FnMut(usize) -> f32) -> Self {
         let len = shape.iter().product();
         Tensor {

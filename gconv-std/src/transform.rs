@@ -57,11 +57,84 @@ pub fn transform<G: Group>(g: usize, x: &Tensor) -> Result<Tensor, Error> {
             let src_plane = &src[(item * orientations + source_orientation) * plane..][..plane];
             for u in 0..oh {
                 for v in 0..ow {
-                    let (su, sv) = spatial_source_rect(g, h, w, u, v);
-                    data.push(src_plane[su * w + sv]);
+                    // (u, v) ranges over g.x, so the source always exists.
+                    if let Some((su, sv)) = spatial_source_rect(g, h, w, u, v) {
+                        data.push(src_plane[su * w + sv]);
+                    }
                 }
             }
         }
     }
     Tensor::new(out_shape, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gconv_core::{C4, D4};
+
+    fn group_map(shape: Vec<usize>) -> Tensor {
+        Tensor::from_fn(shape, |i| i as f32)
+    }
+
+    /// `g.(h.y) == (g h).y` for every pair: the law is a left action on Z2 and group
+    /// maps, square and not.
+    fn action_composes<G: Group>() {
+        for shape in [
+            vec![2, 3, 5, 5],
+            vec![1, 2, 4, 6],
+            vec![2, 2, G::ORDER, 4, 4],
+            vec![1, 1, G::ORDER, 3, 5],
+        ] {
+            let y = group_map(shape.clone());
+            for g in 0..G::ORDER {
+                for h in 0..G::ORDER {
+                    let lhs = transform::<G>(g, &transform::<G>(h, &y).unwrap()).unwrap();
+                    let rhs = transform::<G>(G::compose(g, h), &y).unwrap();
+                    assert_eq!(lhs, rhs, "{} g={g} h={h} {shape:?}", G::NAME);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn c4_action_composes() {
+        action_composes::<C4>();
+    }
+
+    #[test]
+    fn d4_action_composes() {
+        action_composes::<D4>();
+    }
+
+    /// The C4 shortcut of CONVENTIONS.md: `np.roll(np.rot90(y, r, axes=(-2,-1)), r, axis=-3)`.
+    #[test]
+    fn c4_matches_roll_of_rot90() {
+        let y = group_map(vec![1, 1, 4, 3, 3]);
+        let r1 = transform::<C4>(1, &y).unwrap();
+        for t in 0..4 {
+            let src = (t + 3) % 4; // roll by 1: plane t comes from t - 1
+            for u in 0..3 {
+                for v in 0..3 {
+                    // rot90(A)[u][v] = A[v][2-u]
+                    let want = y.data()[src * 9 + v * 3 + (2 - u)];
+                    assert_eq!(r1.data()[t * 9 + u * 3 + v], want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let y = group_map(vec![1, 1, 4, 3, 3]);
+        assert!(matches!(
+            transform::<C4>(4, &y),
+            Err(Error::Element { element: 4, .. })
+        ));
+        assert!(matches!(transform::<D4>(1, &y), Err(Error::Shape { .. })));
+        assert!(matches!(
+            transform::<C4>(1, &group_map(vec![3, 3])),
+            Err(Error::Shape { .. })
+        ));
+    }
 }

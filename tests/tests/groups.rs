@@ -162,7 +162,7 @@ fn spatial_source_equals_matrix_oracle() {
                 for v in 0..n {
                     assert_eq!(
                         spatial_source(g, n, u, v),
-                        oracle_source(g, n, u, v),
+                        Some(oracle_source(g, n, u, v)),
                         "g={g} n={n} (u={u}, v={v})"
                     );
                 }
@@ -193,7 +193,7 @@ fn named_elements_on_a_3x3_grid() {
             for v in 0..n {
                 assert_eq!(
                     spatial_source(g, n, u, v),
-                    source(u, v),
+                    Some(source(u, v)),
                     "{name} (g={g}) at ({u}, {v})"
                 );
             }
@@ -241,7 +241,7 @@ fn act_by_source(g: usize, a: &Grid) -> Grid {
         .map(|u| {
             (0..cols)
                 .map(|v| {
-                    let (su, sv) = spatial_source_rect(g, h, w, u, v);
+                    let (su, sv) = spatial_source_rect(g, h, w, u, v).expect("inside g.A");
                     assert!(
                         su < h && sv < w,
                         "g={g} {h}x{w}: source ({su}, {sv}) of ({u}, {v}) out of range"
@@ -349,5 +349,20 @@ fn action_is_a_homomorphism_on_rectangles() {
     for (h, w) in RECTANGLES {
         check_homomorphism::<C4>(h, w);
         check_homomorphism::<D4>(h, w);
+    }
+}
+
+/// Coordinates outside the grid give `None`, never a panic or a wrapped index.
+#[test]
+fn out_of_range_coordinates_are_none() {
+    for g in 0..8 {
+        assert_eq!(spatial_source(g, 3, 3, 0), None);
+        assert_eq!(spatial_source(g, 3, 0, 3), None);
+        assert_eq!(spatial_source(g, 0, 0, 0), None);
+        // A 2 x 5 map: rotated by an odd element it is 5 x 2.
+        let (rows, cols) = transformed_dims(g, 2, 5);
+        assert_eq!(spatial_source_rect(g, 2, 5, rows, 0), None);
+        assert_eq!(spatial_source_rect(g, 2, 5, 0, cols), None);
+        assert!(spatial_source_rect(g, 2, 5, rows - 1, cols - 1).is_some());
     }
 }

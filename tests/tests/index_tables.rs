@@ -318,7 +318,7 @@ fn runtime_table_entry_equals_groupy_files() {
                             );
                             assert_eq!(
                                 table_entry(pair.nti, k, t, s, u, v),
-                                want,
+                                Some(want),
                                 "{} K={k} (t={t}, s={s}, u={u}, v={v})",
                                 pair.stem
                             );
@@ -349,7 +349,7 @@ fn check_table_vs_runtime_and_oracle<const NTO: usize, const NTI: usize, const K
                     let here = format!("{} K={K} (t={t}, s={s}, u={u}, v={v})", pair.stem);
                     assert_eq!(
                         table_entry(NTI, K, t, s, u, v),
-                        (p, su, sv),
+                        Some((p, su, sv)),
                         "runtime vs const, {here}"
                     );
                     assert_eq!(
@@ -813,4 +813,17 @@ fn expansion_errors_are_values() {
     check_const_expand_errors(&c4_c4::<2>());
     check_const_expand_errors(&z2_d4::<4>());
     check_const_expand_errors(&d4_d4::<3>());
+}
+
+/// Out-of-range indices and unknown plane counts give `None`, never a panic.
+#[test]
+fn table_entry_out_of_range_is_none() {
+    assert_eq!(table_entry(4, 3, 4, 4, 0, 0), None); // s >= nti
+    assert_eq!(table_entry(4, 3, 8, 0, 0, 0), None); // t >= 8
+    assert_eq!(table_entry(1, 3, 0, 0, 3, 0), None); // u >= k
+    assert_eq!(table_entry(1, 3, 0, 0, 0, 3), None); // v >= k
+    assert_eq!(table_entry(3, 3, 0, 0, 0, 0), None); // nti not 1, 4 or 8
+    assert_eq!(table_entry(1, 0, 0, 0, 0, 0), None); // empty kernel
+    // Anti-transpose (7): plane 7^-1 * 5 = 2, (u, v) -> (K-1-v, K-1-u).
+    assert_eq!(table_entry(8, 3, 7, 5, 0, 1), Some((2, 1, 2)));
 }

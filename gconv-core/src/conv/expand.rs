@@ -10,7 +10,7 @@
 
 use crate::error::{Buffer, Error};
 use crate::group::Group;
-use crate::group::tables::{IndexTable, table_entry};
+use crate::group::tables::{IndexTable, entry_in_range};
 use crate::shape::{ConvGeometry, Domain};
 
 /// Length of the expanded bank for `c_out` x `c_in` G-channels and `k x k` filters:
@@ -114,7 +114,8 @@ pub(crate) fn expand_for(geo: &ConvGeometry, raw: &[f32], bank: &mut [f32]) {
     expand_by_closed_form(c_out, c_in, geo.nto(), geo.nti(), geo.kernel(), raw, bank);
 }
 
-/// Expansion with table entries computed on the fly by [`table_entry`] (the same
+/// Expansion with table entries computed on the fly by
+/// [`table_entry`](crate::group::tables::table_entry) (the same
 /// `const fn` the compile-time tables are built with), for a run-time `k`.
 fn expand_by_closed_form(
     c_out: usize,
@@ -126,7 +127,7 @@ fn expand_by_closed_form(
     bank: &mut [f32],
 ) {
     expand_with(c_out, c_in, nto, nti, k, raw, bank, |t, s, u, v| {
-        table_entry(nti, k, t, s, u, v)
+        entry_in_range(nti, k, t, s, u, v)
     });
 }
 

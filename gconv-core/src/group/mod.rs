@@ -78,25 +78,43 @@ pub const fn inverse_closed_form(a: usize) -> usize {
 }
 
 /// Source coordinate of the spatial action of element `g` on an `n x n` grid:
-/// `(g.A)[u][v] = A[u'][v']` where `(u', v') = spatial_source(g, n, u, v)`.
+/// `(g.A)[u][v] = A[u'][v']` where `Some((u', v')) = spatial_source(g, n, u, v)`.
 ///
 /// `g.A` is `flipud^m(rot90(A, r))` for `g = 4m + r`, rotating about the grid's
 /// geometric centre, for odd and even `n` alike (a pure permutation: no resampling).
-/// One rotation step reads `rot90(A)[u][v] = A[v][n-1-u]`.
+/// One rotation step reads `rot90(A)[u][v] = A[v][n-1-u]`. `g` is taken modulo 8.
 ///
-/// `u, v` must be `< n`; the result then is too.
+/// Returns `None` when `(u, v)` is outside the grid.
 #[inline]
-pub const fn spatial_source(g: usize, n: usize, u: usize, v: usize) -> (usize, usize) {
+pub const fn spatial_source(g: usize, n: usize, u: usize, v: usize) -> Option<(usize, usize)> {
     spatial_source_rect(g, n, n, u, v)
 }
 
 /// Source coordinate of element `g`'s action on a non-square `height x width` map:
-/// `(g.A)[u][v] = A[u'][v']`. Rotations by an odd multiple of 90° swap the map's
-/// dimensions: the result map is `width x height` and `(u, v)` index that map.
+/// `(g.A)[u][v] = A[u'][v']` where `Some((u', v')) = spatial_source_rect(g, height,
+/// width, u, v)`. Rotations by an odd multiple of 90° swap the map's dimensions: the
+/// result map is `width x height` and `(u, v)` index that map (see
+/// [`transformed_dims`]).
 ///
-/// Use [`transformed_dims`] for the dimensions of `g.A`.
+/// Returns `None` when `(u, v)` is outside `g.A`.
 #[inline]
 pub const fn spatial_source_rect(
+    g: usize,
+    height: usize,
+    width: usize,
+    u: usize,
+    v: usize,
+) -> Option<(usize, usize)> {
+    let (rows, cols) = transformed_dims(g, height, width);
+    if u >= rows || v >= cols {
+        return None;
+    }
+    Some(source_in_range(g, height, width, u, v))
+}
+
+/// [`spatial_source_rect`] for `(u, v)` known to be inside `g.A`.
+#[inline]
+pub(crate) const fn source_in_range(
     g: usize,
     height: usize,
     width: usize,
@@ -110,7 +128,7 @@ pub const fn spatial_source_rect(
     // Walk back through the rotations; each step maps a (h x w) source to (w x h).
     let mut step = 0;
     while step < r {
-        // B = rot90(C) with C having dims (rows_c, cols_c); B[u][v] = C[v][cols_c-1-u].
+        // B = rot90(C) with C of dims (rows_c, cols_c): B[u][v] = C[v][cols_c-1-u].
         let (_, cols_c) = transformed_dims(r - 1 - step, height, width);
         let next = (v, cols_c - 1 - u);
         u = next.0;
@@ -133,6 +151,7 @@ pub const fn transformed_dims(g: usize, height: usize, width: usize) -> (usize, 
 
 /// Checks the group axioms on a composition table and inverse table of order `n`:
 /// closure, identity 0, inverses, associativity. `const`, so it runs at compile time.
+/// Tables of the wrong length fail the check.
 pub const fn axioms_hold(compose: &[u8], inverse: &[u8], n: usize) -> bool {
     if compose.len() != n * n || inverse.len() != n {
         return false;
@@ -170,21 +189,28 @@ pub const fn axioms_hold(compose: &[u8], inverse: &[u8], n: usize) -> bool {
 
 /// Checks that the spatial action on an `n x n` grid is a left action compatible
 /// with the composition table: `(a*b).A == a.(b.A)` for all `a, b` and every grid
-/// point. `const`, so it runs at compile time for chosen `n`.
+/// point. `const`, so it runs at compile time for chosen `n`. A table of the wrong
+/// length or with out-of-range entries fails the check.
 pub const fn action_is_homomorphism(compose: &[u8], order: usize, n: usize) -> bool {
+    if compose.len() != order * order {
+        return false;
+    }
     let mut a = 0;
     while a < order {
         let mut b = 0;
         while b < order {
             let ab = compose[a * order + b] as usize;
+            if ab >= order {
+                return false;
+            }
             let mut u = 0;
             while u < n {
                 let mut v = 0;
                 while v < n {
                     // (a.(b.A))[u][v] = (b.A)[src_a(u,v)] = A[src_b(src_a(u,v))]
-                    let (u1, v1) = spatial_source(a, n, u, v);
-                    let (u2, v2) = spatial_source(b, n, u1, v1);
-                    let (u3, v3) = spatial_source(ab, n, u, v);
+                    let (u1, v1) = source_in_range(a, n, n, u, v);
+                    let (u2, v2) = source_in_range(b, n, n, u1, v1);
+                    let (u3, v3) = source_in_range(ab, n, n, u, v);
                     if u2 != u3 || v2 != v3 {
                         return false;
                     }

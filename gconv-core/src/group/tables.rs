@@ -7,7 +7,7 @@
 //! tw[o][t][i][s][u][v] = w[o][i][ T[t][s][u][v] ][ U[t][s][u][v] ][ V[t][s][u][v] ]
 //! ```
 //!
-//! * `(U, V)[t][s][u][v] = spatial_source(t, K, u, v)`: the filter is rotated (and
+//! * `(U, V)[t][s][u][v] = spatial_source(t, K, u, v)` (see [`super::spatial_source`]): the filter is rotated (and
 //!   flipped) by `t` about its geometric centre, for odd and even `K`.
 //! * `T[t][s] = index of t^-1 * s` (constant over `u, v`; 0 when `nti = 1`).
 //!
@@ -15,7 +15,7 @@
 //! c4_c4::<3>();` costs nothing at run time. The same entries are available at run
 //! time for any `K` through [`table_entry`].
 
-use super::{C4, D4, Group, compose_closed_form, inverse_closed_form, spatial_source};
+use super::{C4, D4, Group, compose_closed_form, inverse_closed_form, source_in_range};
 
 /// One table entry `[T, U, V]`: source orientation plane, source row, source column.
 pub type IndexEntry = [u16; 3];
@@ -33,8 +33,27 @@ pub struct IndexTable<const NTO: usize, const NTI: usize, const K: usize> {
 /// position `(u, v)` of a `k x k` filter with `nti` input planes (1 for a lifting
 /// layer, |G| for a group layer). Same values as the `const` tables, for a kernel
 /// size known only at run time.
+///
+/// Returns `None` when an index is out of range (`t >= 8`, `s >= nti`, `u` or
+/// `v >= k`) or `nti` is not 1, 4 or 8.
 #[inline]
 pub const fn table_entry(
+    nti: usize,
+    k: usize,
+    t: usize,
+    s: usize,
+    u: usize,
+    v: usize,
+) -> Option<(usize, usize, usize)> {
+    if t >= 8 || s >= nti || u >= k || v >= k || !matches!(nti, 1 | 4 | 8) {
+        return None;
+    }
+    Some(entry_in_range(nti, k, t, s, u, v))
+}
+
+/// [`table_entry`] for indices known to be in range.
+#[inline]
+pub(crate) const fn entry_in_range(
     nti: usize,
     k: usize,
     t: usize,
@@ -47,7 +66,7 @@ pub const fn table_entry(
     } else {
         compose_closed_form(inverse_closed_form(t), s)
     };
-    let (su, sv) = spatial_source(t, k, u, v);
+    let (su, sv) = source_in_range(t, k, k, u, v);
     (plane, su, sv)
 }
 
@@ -75,7 +94,7 @@ const fn build<const NTO: usize, const NTI: usize, const K: usize>() -> IndexTab
             while u < K {
                 let mut v = 0;
                 while v < K {
-                    let (p, su, sv) = table_entry(NTI, K, t, s, u, v);
+                    let (p, su, sv) = entry_in_range(NTI, K, t, s, u, v);
                     entries[t][s][u][v] = [p as u16, su as u16, sv as u16];
                     v += 1;
                 }

@@ -183,7 +183,8 @@ const fn checked_sum3(a: usize, b: usize, c: usize) -> Option<usize> {
     }
 }
 
-const fn checked_product(factors: &[usize]) -> Option<usize> {
+/// Product of `factors`, or `None` on overflow.
+pub(crate) const fn checked_product(factors: &[usize]) -> Option<usize> {
     let mut acc: usize = 1;
     let mut i = 0;
     while i < factors.len() {

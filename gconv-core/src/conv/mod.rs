@@ -68,8 +68,7 @@ fn forward_raw<G: Group>(
         });
     }
     let bank = &mut scratch[..geo.bank_len()];
-    expand::check_raw_and_bank(&geo, weight, bank)?;
-    expand::expand_for(&geo, weight, bank);
+    expand::expand_for(&geo, weight, bank)?;
     correlate(&geo, input, bank, bias, output);
     Ok(())
 }

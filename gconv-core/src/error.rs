@@ -76,6 +76,14 @@ pub enum Error {
     },
     /// A size computed from the shape does not fit in `usize`.
     SizeOverflow,
+    /// Pooling padding larger than half the window: some windows would see only
+    /// padding.
+    PoolPaddingTooLarge {
+        /// The largest padding given.
+        padding: usize,
+        /// The pooling window.
+        window: usize,
+    },
 }
 
 impl fmt::Display for Buffer {
@@ -143,6 +151,12 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "{buffer} buffer has {found} f32 but the shape needs exactly {expected}"
+            ),
+            Error::PoolPaddingTooLarge { padding, window } => write!(
+                f,
+                "pooling padding {padding} is more than half the {window}x{window} window \
+                 (at most {}): some windows would see only padding",
+                window / 2
             ),
             Error::SizeOverflow => {
                 f.write_str("a buffer size computed from the shape overflows usize")

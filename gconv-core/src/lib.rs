@@ -10,6 +10,7 @@
 //! * [`group`]: the groups, their `const` tables and the `const fn` index tables.
 //! * [`conv`]: lifting (Z2 -> G) and group (G -> G) convolutions, filter expansion.
 //! * [`shape`]: padding, shapes, output and buffer sizes.
+//! * [`pool`]: spatial max and average pooling of Z2 and group maps.
 //! * [`equivariance`]: the rule that says whether a layer is exactly equivariant.
 //!
 //! ```
@@ -36,6 +37,7 @@ mod driver;
 pub mod equivariance;
 pub mod error;
 pub mod group;
+pub mod pool;
 pub mod shape;
 mod simd;
 

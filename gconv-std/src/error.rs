@@ -37,6 +37,18 @@ pub enum Error {
         /// The index given.
         element: usize,
     },
+    /// A file could not be read or written, or is not what it must be (not .npy,
+    /// wrong dtype, truncated, ...).
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong, in words.
+        message: String,
+    },
+    /// Two arguments do not fit together (e.g. `--from c4 --to d4`).
+    #[error("{0}")]
+    Usage(String),
     /// An error from a gconv-core kernel (shape, padding, buffer), with the layer it
     /// came from.
     #[error("{layer}: {source}")]

@@ -294,18 +294,27 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
     /// # Errors
     /// As [`geometry`](Self::geometry).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, Error> {
-        let shape = self.conv_shape(x.shape())?;
-        let geo = shape
-            .geometry::<G>(D::DOMAIN)
-            .map_err(|e| self.core_error(e))?;
+        let geo = self.geometry(x.shape())?;
         let mut out = Tensor::zeros(geo.output_shape().to_vec());
-        let (input, bank, bias) = (x.data(), self.bank.as_slice(), self.bias());
-        let result = match D::DOMAIN {
-            Domain::Z2 => lifting_conv_expanded::<G>(&shape, input, bank, bias, out.data_mut()),
-            Domain::Group => group_conv_expanded::<G>(&shape, input, bank, bias, out.data_mut()),
-        };
-        result.map_err(|e| self.core_error(e))?;
+        self.forward_into(x, out.data_mut())?;
         Ok(out)
+    }
+
+    /// Forward pass into a caller buffer of exactly
+    /// [`output_len`](ConvGeometry::output_len) values (layout
+    /// `(N, C_out, |G|, H', W')`): no allocation, for steady-state loops.
+    ///
+    /// # Errors
+    /// As [`geometry`](Self::geometry); [`Error::Core`] with
+    /// [`gconv_core::Error::BufferLength`] when `out` has the wrong length.
+    pub fn forward_into(&self, x: &Tensor, out: &mut [f32]) -> Result<(), Error> {
+        let shape = self.conv_shape(x.shape())?;
+        let (input, bank, bias) = (x.data(), self.bank.as_slice(), self.bias());
+        match D::DOMAIN {
+            Domain::Z2 => lifting_conv_expanded::<G>(&shape, input, bank, bias, out),
+            Domain::Group => group_conv_expanded::<G>(&shape, input, bank, bias, out),
+        }
+        .map_err(|e| self.core_error(e))
     }
 }
 

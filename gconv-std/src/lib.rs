@@ -21,17 +21,22 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod any;
 pub mod error;
 pub mod layer;
+pub mod npy;
 pub mod params;
+pub mod pool;
 pub mod reference;
 pub mod tensor;
 pub mod transform;
 
+pub use any::{AnyConv, Pair, Space};
 pub use error::Error;
 pub use gconv_core::{self, C4, D4, Group, Padding};
 pub use layer::{C4ToC4, D4ToD4, FromGroup, FromZ2, GConv, GroupConv, LiftingConv, Z2ToC4, Z2ToD4};
 pub use params::LayerParams;
+pub use pool::{Pool2d, PoolKind};
 pub use tensor::Tensor;
 pub use transform::transform;
 

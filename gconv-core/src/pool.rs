@@ -1,0 +1,219 @@
+//! Spatial pooling of Z2 or group feature maps, plane by plane.
+//!
+//! ```text
+//! max:  y[p][a][b] = max_{0<=i,j<k} xpad[p][a*s + i][b*s + j]       (padding never wins)
+//! avg:  y[p][a][b] = (1/k^2) sum_{0<=i,j<k} xpad[p][a*s + i][b*s + j]   (padding counts as 0)
+//! ```
+//!
+//! for every plane `p` of the input viewed as `(planes, H, W)`: a Z2 map
+//! `(N, C, H, W)` has `N*C` planes, a group map `(N, C, |G|, H, W)` has `N*C*|G|`.
+//! Pooling acts on each plane alike, so it commutes with the permutation of
+//! orientation planes; it is exactly equivariant when the window grid is centred,
+//! see [`crate::equivariance::pool_is_equivariant`]. Average pooling divides by
+//! `k^2` including padded positions (PyTorch's default `count_include_pad=True`).
+
+use crate::error::{Buffer, Dim, Error};
+use crate::shape::{Padding, checked_product};
+
+/// The arguments of a pooling call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PoolShape {
+    /// Number of planes (`N*C` or `N*C*|G|`); 0 allowed.
+    pub planes: usize,
+    /// Plane height.
+    pub height: usize,
+    /// Plane width.
+    pub width: usize,
+    /// Window size `k` (square).
+    pub window: usize,
+    /// Stride (>= 1).
+    pub stride: usize,
+    /// Padding, each side at most `k / 2`.
+    pub padding: Padding,
+}
+
+/// A validated pooling geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PoolGeometry {
+    shape: PoolShape,
+    pad: [usize; 4],
+    out_height: usize,
+    out_width: usize,
+}
+
+impl PoolShape {
+    /// Validates the shape.
+    ///
+    /// # Errors
+    /// [`Error::ZeroDimension`]; [`Error::SameNeedsOddKernel`] for `Same` with an even
+    /// window; [`Error::PoolPaddingTooLarge`]; [`Error::KernelLargerThanInput`];
+    /// [`Error::SizeOverflow`].
+    pub const fn geometry(&self) -> Result<PoolGeometry, Error> {
+        let zero = if self.height == 0 {
+            Some(Dim::Height)
+        } else if self.width == 0 {
+            Some(Dim::Width)
+        } else if self.window == 0 {
+            Some(Dim::Kernel)
+        } else if self.stride == 0 {
+            Some(Dim::Stride)
+        } else {
+            None
+        };
+        if let Some(dim) = zero {
+            return Err(Error::ZeroDimension(dim));
+        }
+        let pad = match self.padding.resolve(self.window) {
+            Ok(p) => p,
+            Err(e) => return Err(e),
+        };
+        let mut largest = 0;
+        let mut i = 0;
+        while i < 4 {
+            if pad[i] > largest {
+                largest = pad[i];
+            }
+            i += 1;
+        }
+        if largest > self.window / 2 {
+            return Err(Error::PoolPaddingTooLarge {
+                padding: largest,
+                window: self.window,
+            });
+        }
+        // Padding is at most window / 2, so these sums cannot overflow unless the map
+        // is within a window of usize::MAX.
+        let (Some(ph), Some(pw)) = (
+            self.height.checked_add(pad[0] + pad[1]),
+            self.width.checked_add(pad[2] + pad[3]),
+        ) else {
+            return Err(Error::SizeOverflow);
+        };
+        if ph < self.window || pw < self.window {
+            return Err(Error::KernelLargerThanInput {
+                kernel: self.window,
+                padded_height: ph,
+                padded_width: pw,
+            });
+        }
+        let out_height = (ph - self.window) / self.stride + 1;
+        let out_width = (pw - self.window) / self.stride + 1;
+        if checked_product(&[self.planes, self.height, self.width]).is_none()
+            || checked_product(&[self.planes, out_height, out_width]).is_none()
+        {
+            return Err(Error::SizeOverflow);
+        }
+        Ok(PoolGeometry {
+            shape: *self,
+            pad,
+            out_height,
+            out_width,
+        })
+    }
+}
+
+impl PoolGeometry {
+    /// Output height `(H + top + bottom - k) / stride + 1`.
+    pub const fn out_height(&self) -> usize {
+        self.out_height
+    }
+    /// Output width `(W + left + right - k) / stride + 1`.
+    pub const fn out_width(&self) -> usize {
+        self.out_width
+    }
+    /// Input length, `planes * H * W`.
+    pub const fn input_len(&self) -> usize {
+        self.shape.planes * self.shape.height * self.shape.width
+    }
+    /// Output length, `planes * H' * W'`.
+    pub const fn output_len(&self) -> usize {
+        self.shape.planes * self.out_height * self.out_width
+    }
+}
+
+/// Max pooling of every plane; padded positions never win (a window always holds at
+/// least one input sample, since padding is at most `k / 2`). NaN inputs propagate.
+///
+/// # Errors
+/// As [`PoolShape::geometry`]; [`Error::BufferLength`] for an input or output of the
+/// wrong length. Nothing is written on error.
+pub fn max_pool(shape: &PoolShape, input: &[f32], output: &mut [f32]) -> Result<(), Error> {
+    pool(
+        shape,
+        input,
+        output,
+        f32::NEG_INFINITY,
+        |acc, x| if x > acc || x.is_nan() { x } else { acc },
+        |acc, _| acc,
+    )
+}
+
+/// Average pooling of every plane, dividing by `k^2` (padding counts as zeros).
+///
+/// # Errors
+/// As [`max_pool`].
+pub fn avg_pool(shape: &PoolShape, input: &[f32], output: &mut [f32]) -> Result<(), Error> {
+    pool(
+        shape,
+        input,
+        output,
+        0.0,
+        |acc, x| acc + x,
+        |acc, k2| acc / k2 as f32,
+    )
+}
+
+/// The shared driver: validates, then folds each window's in-map samples with
+/// `step` starting from `init`, and finishes with `finish(acc, k*k)`.
+fn pool(
+    shape: &PoolShape,
+    input: &[f32],
+    output: &mut [f32],
+    init: f32,
+    step: impl Fn(f32, f32) -> f32,
+    finish: impl Fn(f32, usize) -> f32,
+) -> Result<(), Error> {
+    let geo = shape.geometry()?;
+    if input.len() != geo.input_len() {
+        return Err(Error::BufferLength {
+            buffer: Buffer::Input,
+            expected: geo.input_len(),
+            found: input.len(),
+        });
+    }
+    if output.len() != geo.output_len() {
+        return Err(Error::BufferLength {
+            buffer: Buffer::Output,
+            expected: geo.output_len(),
+            found: output.len(),
+        });
+    }
+    let (h, w, k, s) = (shape.height, shape.width, shape.window, shape.stride);
+    let [top, _, left, _] = geo.pad;
+    let (oh, ow) = (geo.out_height, geo.out_width);
+    if oh * ow == 0 || h * w == 0 {
+        return Ok(());
+    }
+    for (x, y) in input
+        .chunks_exact(h * w)
+        .zip(output.chunks_exact_mut(oh * ow))
+    {
+        for a in 0..oh {
+            // Rows of the window inside the map: a*s + i - top in 0..h.
+            let r0 = (a * s).saturating_sub(top);
+            let r1 = (a * s + k).saturating_sub(top).min(h);
+            for b in 0..ow {
+                let c0 = (b * s).saturating_sub(left);
+                let c1 = (b * s + k).saturating_sub(left).min(w);
+                let mut acc = init;
+                for row in x[r0 * w..r1 * w].chunks_exact(w) {
+                    for &v in &row[c0..c1] {
+                        acc = step(acc, v);
+                    }
+                }
+                y[a * ow + b] = finish(acc, k * k);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Argument types shared by the subcommands.
+
+use gconv_std::{Padding, Space};
+
+/// Parses `valid`, `same`, `P` (P on every side) or `T,B,L,R`.
+pub fn parse_padding(s: &str) -> Result<Padding, String> {
+    let s = s.trim();
+    match s.to_ascii_lowercase().as_str() {
+        "valid" => return Ok(Padding::Valid),
+        "same" => return Ok(Padding::Same),
+        _ => {}
+    }
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let numbers: Result<Vec<usize>, _> = parts.iter().map(|p| p.parse::<usize>()).collect();
+    match (numbers, parts.len()) {
+        (Ok(n), 1) => Ok(Padding::symmetric(n[0])),
+        (Ok(n), 4) => Ok(Padding::Explicit {
+            top: n[0],
+            bottom: n[1],
+            left: n[2],
+            right: n[3],
+        }),
+        _ => Err(format!(
+            "invalid padding {s:?}: expected valid, same, P (P on every side) or T,B,L,R"
+        )),
+    }
+}
+
+/// Parses a space: `z2`, `c4` (`p4`) or `d4` (`p4m`).
+pub fn parse_space(s: &str) -> Result<Space, String> {
+    s.parse::<Space>().map_err(|e| e.to_string())
+}
+
+/// Parses a positive integer (stride, sizes).
+pub fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a positive integer")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paddings() {
+        assert_eq!(parse_padding("valid"), Ok(Padding::Valid));
+        assert_eq!(parse_padding("SAME"), Ok(Padding::Same));
+        assert_eq!(parse_padding("2"), Ok(Padding::symmetric(2)));
+        assert_eq!(
+            parse_padding("1,2,0,3"),
+            Ok(Padding::Explicit {
+                top: 1,
+                bottom: 2,
+                left: 0,
+                right: 3
+            })
+        );
+        for bad in ["", "1,2", "a", "-1", "1,2,3,4,5"] {
+            assert!(parse_padding(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_positive("3"), Ok(3));
+        assert!(parse_positive("0").is_err());
+    }
+}

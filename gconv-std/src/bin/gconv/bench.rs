@@ -1,17 +1,260 @@
-//! `gconv bench` (to be written).
+//! `gconv bench`: time one layer's forward pass; one machine-readable line on stdout.
+//!
+//! ```text
+//! gconv bench --from z2|c4|d4 --to c4|d4 --cin C --cout C -k K --size H [--batch B]
+//!             [--threads T] [--iters N] [--stride S] [--padding valid|same|P|T,B,L,R]
+//!             [--seed S]
+//! ```
+//!
+//! The layer (seeded He-initialised weights), the seeded random input and the output
+//! buffer are made once; the forward pass then runs into that buffer, first as a
+//! warm-up (at least 2 runs and at least 100 ms, at most 1000 runs), then `N` timed
+//! runs. The result line on stdout, a stable format for scripts:
+//!
+//! ```text
+//! median_ms=<float> min_ms=<float> gflops=<float> threads=<int> path=<name>
+//! ```
+//!
+//! `median_ms` and `min_ms` are per forward pass (6 decimals, nanoseconds);
+//! `gflops = 2 * MACs / median` with the MACs of the layer's geometry (padding zeros
+//! included), 4 decimals; `threads` is the number of threads that ran (at most `T`,
+//! and at most `B * C_out`, the number of (image, G-channel) blocks the work is split
+//! into, see [`gconv_std::parallel`]; the threads are spawned in every timed run);
+//! `path` is the kernel: `direct` (the expanded-bank direct correlation, the only one
+//! so far). Everything else goes to stderr.
 
+use std::hint::black_box;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use gconv_std::gconv_core::{ConvShape, Domain};
+use gconv_std::parallel::forward_into_threads;
+use gconv_std::{AnyConv, C4, D4, Pair, Space, Tensor};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+use crate::args::{parse_padding, parse_positive, parse_space};
+
+/// The kernel every forward pass runs today.
+const PATH: &str = "direct";
+/// Warm-up: at least this many runs ...
+const WARMUP_MIN_RUNS: usize = 2;
+/// ... and at least this long, ...
+const WARMUP_MIN_TIME: Duration = Duration::from_millis(100);
+/// ... but never more than this many runs.
+const WARMUP_MAX_RUNS: usize = 1000;
 
 /// Arguments of `gconv bench`.
+///
+/// Values are taken as text and converted in `run`, so that a bad value gives a
+/// one-line error (clap's own value errors span several lines).
 #[derive(clap::Args)]
-pub struct Args {}
-
-/// Runs `gconv bench`.
-pub fn run(_args: Args) -> crate::Outcome {
-    Err("gconv bench is not implemented yet".into())
+pub struct Args {
+    /// Input space: z2 (plain images), c4 (p4) or d4 (p4m).
+    #[arg(long, value_name = "z2|c4|d4")]
+    from: String,
+    /// Output group: c4 (p4) or d4 (p4m).
+    #[arg(long, value_name = "c4|d4")]
+    to: String,
+    /// Input G-channels.
+    #[arg(long, value_name = "C", allow_hyphen_values = true)]
+    cin: String,
+    /// Output G-channels.
+    #[arg(long, value_name = "C", allow_hyphen_values = true)]
+    cout: String,
+    /// Kernel size K (K x K filters).
+    #[arg(short = 'k', value_name = "K", allow_hyphen_values = true)]
+    kernel: String,
+    /// Input height and width.
+    #[arg(long, value_name = "H", allow_hyphen_values = true)]
+    size: String,
+    /// Batch size.
+    #[arg(
+        long,
+        value_name = "B",
+        default_value = "1",
+        allow_hyphen_values = true
+    )]
+    batch: String,
+    /// Threads to split the forward pass over (by images, then by output G-channels).
+    #[arg(
+        long,
+        value_name = "T",
+        default_value = "1",
+        allow_hyphen_values = true
+    )]
+    threads: String,
+    /// Timed runs (0 is taken as 1).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "20",
+        allow_hyphen_values = true
+    )]
+    iters: String,
+    /// Stride along both axes.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value = "1",
+        allow_hyphen_values = true
+    )]
+    stride: String,
+    /// Zero padding: valid, same (odd K only), P on every side, or T,B,L,R.
+    #[arg(
+        long,
+        value_name = "valid|same|P|T,B,L,R",
+        default_value = "valid",
+        allow_hyphen_values = true
+    )]
+    padding: String,
+    /// Seed of the random weights and input.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value = "2016",
+        allow_hyphen_values = true
+    )]
+    seed: String,
 }
 
-#[allow(dead_code)]
-fn _unused() -> ExitCode {
-    ExitCode::SUCCESS
+/// Runs `gconv bench`.
+pub fn run(args: Args) -> crate::Outcome {
+    let number = |flag: &str, value: &str| -> Result<usize, String> {
+        parse_positive(value).map_err(|e| format!("{flag}: {e}"))
+    };
+    let from = parse_space(&args.from).map_err(|e| format!("--from: {e}"))?;
+    let to = parse_space(&args.to).map_err(|e| format!("--to: {e}"))?;
+    let pair = Pair::new(from, to).map_err(|e| e.to_string())?;
+    let (cin, cout) = (number("--cin", &args.cin)?, number("--cout", &args.cout)?);
+    let kernel = number("-k", &args.kernel)?;
+    let size = number("--size", &args.size)?;
+    let batch = number("--batch", &args.batch)?;
+    let threads = number("--threads", &args.threads)?;
+    let stride = number("--stride", &args.stride)?;
+    let padding = parse_padding(&args.padding).map_err(|e| format!("--padding: {e}"))?;
+    let iters = match args.iters.trim().parse::<usize>() {
+        Ok(n) => n.max(1),
+        Err(_) => return Err(format!("--iters: {:?} is not an integer", args.iters)),
+    };
+    let seed = args
+        .seed
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| format!("--seed: {:?} is not an integer", args.seed))?;
+
+    // Validate the whole geometry (kernel fits, sizes fit in memory addresses) and
+    // make sure the weights can be allocated before the layer is built.
+    let conv_shape = ConvShape {
+        batch,
+        in_channels: cin,
+        out_channels: cout,
+        height: size,
+        width: size,
+        kernel,
+        stride,
+        padding,
+    };
+    let domain = match pair.from() {
+        Space::Z2 => Domain::Z2,
+        _ => Domain::Group,
+    };
+    let planned = match pair.to() {
+        Space::D4 => conv_shape.geometry::<D4>(domain),
+        _ => conv_shape.geometry::<C4>(domain),
+    }
+    .map_err(|e| format!("{} conv: {e}", pair.name()))?;
+    drop(allocate(
+        planned.weight_len().saturating_add(planned.bank_len()),
+        "weights and expanded filter bank",
+    )?);
+    let layer =
+        AnyConv::new(pair, cin, cout, kernel, stride, padding, seed).map_err(|e| e.to_string())?;
+    let mut shape = vec![batch, cin, pair.from().planes(), size, size];
+    if pair.from() == Space::Z2 {
+        shape.remove(2);
+    }
+    let geometry = layer.geometry(&shape).map_err(|e| e.to_string())?;
+    let input_len = geometry.input_len();
+    let output_len = geometry.output_len();
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_add(1));
+    let mut input = allocate(input_len, "input")?;
+    input.fill_with(|| rng.random_range(-1.0..1.0));
+    let x = Tensor::new(shape, input).map_err(|e| e.to_string())?;
+    let mut out = allocate(output_len, "output")?;
+
+    eprintln!(
+        "gconv bench: {} conv, input {:?} -> output {:?}, K = {kernel}, stride {stride}, \
+         padding {}, {} MACs per forward",
+        pair.name(),
+        x.shape(),
+        geometry.output_shape(),
+        args.padding.trim(),
+        geometry.macs()
+    );
+
+    // Warm-up; the first run also tells how many threads run.
+    let start = Instant::now();
+    let mut used = 0;
+    let mut warmup = 0;
+    while warmup < WARMUP_MIN_RUNS
+        || (start.elapsed() < WARMUP_MIN_TIME && warmup < WARMUP_MAX_RUNS)
+    {
+        used = forward_into_threads(&layer, &x, &mut out, threads).map_err(|e| e.to_string())?;
+        black_box(&mut out);
+        warmup += 1;
+    }
+    eprintln!(
+        "warm-up: {warmup} runs in {:.1} ms; timing {iters} runs on {used} thread{}{}",
+        start.elapsed().as_secs_f64() * 1e3,
+        if used == 1 { "" } else { "s" },
+        if used < threads {
+            format!(
+                " ({threads} asked for; there are only {} (image, G-channel) blocks)",
+                batch * cout
+            )
+        } else {
+            String::new()
+        }
+    );
+
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        forward_into_threads(&layer, black_box(&x), &mut out, threads)
+            .map_err(|e| e.to_string())?;
+        black_box(&mut out);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = median_of_sorted(&times);
+    let min = times[0];
+    // Strictly positive even if the clock did not tick (FLOPs / 1 ns at most).
+    let gflops = 2.0 * geometry.macs() as f64 / median.max(1e-9) / 1e9;
+    println!(
+        "median_ms={:.6} min_ms={:.6} gflops={gflops:.4} threads={used} path={PATH}",
+        median * 1e3,
+        min * 1e3
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A zeroed buffer of `len` f32, or a one-line error when it cannot be allocated
+/// (instead of the abort of a failed `vec!`).
+fn allocate(len: usize, what: &str) -> Result<Vec<f32>, String> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| format!("the {what} ({len} values) is too large to allocate"))?;
+    v.resize(len, 0.0);
+    Ok(v)
+}
+
+/// The median of a sorted, non-empty slice (mean of the two middle values for an
+/// even length).
+fn median_of_sorted(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
 }

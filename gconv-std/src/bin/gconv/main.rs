@@ -14,6 +14,7 @@ mod check;
 mod demo;
 mod forward;
 mod params;
+mod rule;
 
 use std::process::ExitCode;
 

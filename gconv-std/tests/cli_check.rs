@@ -260,7 +260,22 @@ fn same_seed_same_output() {
 
 #[test]
 fn bad_arguments_are_one_line_errors() {
-    let cases: [(&[&str], &str); 12] = [
+    let cases: [(&[&str], &str); 14] = [
+        (
+            &["--from", "z2", "--to", "c4", "-k", "3", "--size", "100000"],
+            "more than",
+        ),
+        (
+            &[
+                "--layers",
+                "z2-d4:3,d4-d4:3",
+                "--size",
+                "9",
+                "--channels",
+                "1,100000",
+            ],
+            "more than",
+        ),
         (
             &["--from", "c4", "--to", "d4", "-k", "3", "--size", "8"],
             "there is no",

@@ -260,6 +260,21 @@ fn parse_layer(item: &str, stride: usize, padding: Padding) -> Result<Spec, Stri
     }))
 }
 
+/// The most values any tensor of a check may hold (1 GiB of f32): a check is a quick
+/// test on random data, and beyond this a typo in `--size` would exhaust memory.
+const MAX_VALUES: usize = 1 << 28;
+
+/// Refuses a tensor (or bank) of more than [`MAX_VALUES`] values.
+fn check_size(what: &str, dims: &[usize]) -> Result<(), String> {
+    match dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) {
+        Some(n) if n <= MAX_VALUES => Ok(()),
+        _ => Err(format!(
+            "{what} {} would hold more than {MAX_VALUES} values: use a smaller --size or --channels",
+            shape_text(dims)
+        )),
+    }
+}
+
 /// Builds the stack: checks that the layers chain, flows the shapes through, seeds
 /// every conv layer, and applies the rule at every layer's input size. Returns the
 /// layers and the pair of the first conv layer (its group is the stack's).
@@ -280,6 +295,7 @@ fn build_stack(
         Space::Z2 => vec![1, c_in, height, width],
         s => vec![1, c_in, s.planes(), height, width],
     };
+    check_size("the input", &shape)?;
     let mut layers = Vec::with_capacity(specs.len());
     for (i, spec) in specs.into_iter().enumerate() {
         let at = |e: String| format!("layer {}: {e}", i + 1);
@@ -293,6 +309,15 @@ fn build_stack(
                     )));
                 }
                 let channels_in = shape[1];
+                let bank = [
+                    c_out,
+                    c.pair.to().planes(),
+                    channels_in,
+                    c.pair.from().planes(),
+                    c.kernel,
+                    c.kernel,
+                ];
+                check_size("the expanded filter bank", &bank).map_err(at)?;
                 let conv = AnyConv::new(
                     c.pair,
                     channels_in,
@@ -342,6 +367,7 @@ fn build_stack(
                 }
             }
         };
+        check_size(&format!("layer {}'s output", i + 1), &layer.output)?;
         shape = layer.output.clone();
         layers.push(layer);
     }

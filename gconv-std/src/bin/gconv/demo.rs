@@ -27,6 +27,16 @@ pub struct Args {
 
 /// Runs `gconv demo`.
 pub fn run(args: Args) -> crate::Outcome {
+    // The largest map of the demo is the D4 stack's output: 7 G-channels x 8 planes.
+    let values = [args.batch, 7 * 8, args.size, args.size]
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    if values.is_none_or(|v| v > 1 << 28) {
+        return Err(format!(
+            "--size {} --batch {}: the demo's feature maps would exceed 2^28 values; use smaller sizes",
+            args.size, args.batch
+        ));
+    }
     match demo(args.size, args.batch, args.seed) {
         Ok(true) => Ok(ExitCode::SUCCESS),
         Ok(false) => {

@@ -251,6 +251,24 @@ fn stacks_report_where_equivariance_first_breaks() {
 }
 
 #[test]
+fn the_largest_seed_works() {
+    let out = gconv(&[
+        "--layers",
+        "z2-c4:3,c4-c4:3",
+        "--size",
+        "7",
+        "--seed",
+        "18446744073709551615",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn same_seed_same_output() {
     let args = ["--layers", "z2-c4:3,c4-c4:2", "--size", "7", "--seed", "5"];
     assert_eq!(stdout(&gconv(&args)), stdout(&gconv(&args)));
@@ -260,7 +278,13 @@ fn same_seed_same_output() {
 
 #[test]
 fn bad_arguments_are_one_line_errors() {
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 17] = [
+        (
+            &["--layers", "z2-c4:3", "--size", "8", "--seed", "x"],
+            "--seed",
+        ),
+        (&["--layers", "z2-c4:3", "--size", "-1"], "--size"),
+        (&["--layers", "z2-c4:3,c4-c4:3:x", "--size", "8"], "T-B-L-R"),
         (
             &["--from", "z2", "--to", "c4", "-k", "3", "--size", "100000"],
             "more than",

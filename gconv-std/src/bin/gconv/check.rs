@@ -35,13 +35,13 @@ pub struct Args {
     #[arg(long, value_name = "c4|d4")]
     to: Option<String>,
     /// Kernel size of a single layer (not with --layers).
-    #[arg(short = 'k', value_name = "K")]
+    #[arg(short = 'k', value_name = "K", allow_hyphen_values = true)]
     kernel: Option<String>,
     /// Input height (and width, unless --width is given).
-    #[arg(long, value_name = "H")]
+    #[arg(long, value_name = "H", allow_hyphen_values = true)]
     size: String,
     /// Input width, for non-square maps (default: --size).
-    #[arg(long, value_name = "W")]
+    #[arg(long, value_name = "W", allow_hyphen_values = true)]
     width: Option<String>,
     /// Stride of conv layers that do not set their own.
     #[arg(
@@ -62,9 +62,15 @@ pub struct Args {
     /// Input G-channels of the first layer and output G-channels of every conv layer.
     #[arg(long, value_name = "CI,CO", default_value = "2,2")]
     channels: String,
-    /// Seed of the random weights, biases and input.
-    #[arg(long, value_name = "S", default_value_t = 0)]
-    seed: u64,
+    /// Seed of the random weights, biases and input (taken as text so that a bad
+    /// value gets our one-line error).
+    #[arg(
+        long,
+        value_name = "S",
+        default_value = "0",
+        allow_hyphen_values = true
+    )]
+    seed: String,
     /// A stack of layers, comma separated. Conv: `<from>-<to>:<K>[/<stride>][:<padding>]`
     /// with padding `valid`, `same`, `P` or `T-B-L-R` (e.g. `z2-c4:3`, `c4-c4:4/2:1-2-1-2`);
     /// max pooling `pool<K>[/<stride>]` and average pooling `avgpool<K>[/<stride>]`
@@ -129,17 +135,23 @@ pub fn run(args: Args) -> crate::Outcome {
     let padding =
         parse_padding(&args.padding).map_err(|e| format!("--padding {}: {e}", args.padding))?;
     let (c_in, c_out) = parse_channels(&args.channels)?;
+    let seed: u64 = args.seed.trim().parse().map_err(|_| {
+        format!(
+            "--seed {}: expected an integer in 0..=18446744073709551615",
+            args.seed
+        )
+    })?;
     let specs = layer_specs(&args, stride, padding)?;
-    let (stack, group) = build_stack(specs, c_in, c_out, height, width, args.seed)?;
+    let (stack, group) = build_stack(specs, c_in, c_out, height, width, seed)?;
 
     println!(
         "gconv check: {} stack of {} layer(s) on a {height}x{width} input, channels {c_in} -> {c_out}, seed {}",
         group.to(),
         stack.len(),
-        args.seed
+        seed
     );
     print_rule(&stack);
-    let measured = measure(&stack, group, args.seed)?;
+    let measured = measure(&stack, group, seed)?;
     print_measurements(&stack, group, &measured);
 
     let rule_break = stack.iter().position(|l| l.broken.is_some());
@@ -245,7 +257,12 @@ fn parse_layer(item: &str, stride: usize, padding: Padding) -> Result<Spec, Stri
         .ok_or("expected <from>-<to>, e.g. z2-c4")?;
     let pair = parse_pair(from, to)?;
     let (size_text, padding) = match rest.split_once(':') {
-        Some((s, p)) => (s, parse_padding(&p.replace('-', ","))?),
+        Some((s, p)) => (
+            s,
+            parse_padding(&p.replace('-', ",")).map_err(|_| {
+                format!("invalid padding {p:?}: expected valid, same, P or T-B-L-R")
+            })?,
+        ),
         None => (rest, padding),
     };
     let (kernel, stride) = match size_text.split_once('/') {
@@ -325,7 +342,7 @@ fn build_stack(
                     c.kernel,
                     c.stride,
                     c.padding,
-                    seed + i as u64,
+                    seed.wrapping_add(i as u64),
                 )
                 .map_err(|e| at(e.to_string()))?;
                 let geo = conv.geometry(&shape).map_err(|e| at(e.to_string()))?;

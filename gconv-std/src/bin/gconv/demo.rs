@@ -97,7 +97,7 @@ fn group_section<G: Group>(size: usize, batch: usize, seed: u64) -> Result<bool,
     );
 
     let lift_layer = LiftingConv::<G>::new(3, 5, 3, 1, Padding::Same, seed)?;
-    let group_layer = GroupConv::<G>::new(5, 7, 3, 1, Padding::Same, seed + 1)?;
+    let group_layer = GroupConv::<G>::new(5, 7, 3, 1, Padding::Same, seed.wrapping_add(1))?;
     let x = Tensor::from_fn(vec![batch, 3, size, size], |i| {
         // A deterministic pseudo-random image (xorshift), no extra RNG needed here.
         let mut v = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed;

@@ -11,6 +11,8 @@
 //! * [`conv`]: lifting (Z2 -> G) and group (G -> G) convolutions, filter expansion.
 //! * [`shape`]: padding, shapes, output and buffer sizes.
 //! * [`pool`]: spatial max and average pooling of Z2 and group maps.
+//! * [`layers`]: group pooling, per-channel affine (batch norm), ReLU, global average
+//!   pooling, dense.
 //! * [`equivariance`]: the rule that says whether a layer is exactly equivariant.
 //!
 //! ```
@@ -37,6 +39,7 @@ mod driver;
 pub mod equivariance;
 pub mod error;
 pub mod group;
+pub mod layers;
 pub mod pool;
 pub mod shape;
 mod simd;

@@ -12,6 +12,32 @@ use crate::params::LayerParams;
 use crate::tensor::Tensor;
 use crate::transform::transform;
 
+/// Parses a padding: `valid`, `same`, `P` (P zeros on every side) or `T,B,L,R`.
+///
+/// # Errors
+/// [`Error::Usage`] naming the text and the accepted forms.
+pub fn parse_padding(text: &str) -> Result<Padding, Error> {
+    let s = text.trim();
+    match s.to_ascii_lowercase().as_str() {
+        "valid" => return Ok(Padding::Valid),
+        "same" => return Ok(Padding::Same),
+        _ => {}
+    }
+    let numbers: Result<Vec<usize>, _> = s.split(',').map(|p| p.trim().parse::<usize>()).collect();
+    match numbers.as_deref() {
+        Ok(&[p]) => Ok(Padding::symmetric(p)),
+        Ok(&[top, bottom, left, right]) => Ok(Padding::Explicit {
+            top,
+            bottom,
+            left,
+            right,
+        }),
+        _ => Err(Error::Usage(format!(
+            "invalid padding {s:?}: expected valid, same, P (P on every side) or T,B,L,R"
+        ))),
+    }
+}
+
 /// The space a feature map lives on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Space {

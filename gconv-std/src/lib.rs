@@ -24,6 +24,8 @@
 pub mod any;
 pub mod error;
 pub mod layer;
+pub mod model;
+pub mod model_file;
 pub mod npy;
 pub mod parallel;
 pub mod params;
@@ -32,10 +34,11 @@ pub mod reference;
 pub mod tensor;
 pub mod transform;
 
-pub use any::{AnyConv, Pair, Space};
+pub use any::{AnyConv, Pair, Space, parse_padding};
 pub use error::Error;
 pub use gconv_core::{self, C4, D4, Group, Padding};
 pub use layer::{C4ToC4, D4ToD4, FromGroup, FromZ2, GConv, GroupConv, LiftingConv, Z2ToC4, Z2ToD4};
+pub use model::{Feature, Layer, Model};
 pub use parallel::forward_into_threads;
 pub use params::LayerParams;
 pub use pool::{Pool2d, PoolKind};

@@ -4,26 +4,7 @@ use gconv_std::{Padding, Space};
 
 /// Parses `valid`, `same`, `P` (P on every side) or `T,B,L,R`.
 pub fn parse_padding(s: &str) -> Result<Padding, String> {
-    let s = s.trim();
-    match s.to_ascii_lowercase().as_str() {
-        "valid" => return Ok(Padding::Valid),
-        "same" => return Ok(Padding::Same),
-        _ => {}
-    }
-    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
-    let numbers: Result<Vec<usize>, _> = parts.iter().map(|p| p.parse::<usize>()).collect();
-    match (numbers, parts.len()) {
-        (Ok(n), 1) => Ok(Padding::symmetric(n[0])),
-        (Ok(n), 4) => Ok(Padding::Explicit {
-            top: n[0],
-            bottom: n[1],
-            left: n[2],
-            right: n[3],
-        }),
-        _ => Err(format!(
-            "invalid padding {s:?}: expected valid, same, P (P on every side) or T,B,L,R"
-        )),
-    }
+    gconv_std::parse_padding(s).map_err(|e| e.to_string())
 }
 
 /// Parses a space: `z2`, `c4` (`p4`) or `d4` (`p4m`).

@@ -1,7 +1,7 @@
 //! The `gconv` command: run, check and measure G-conv layers on `.npy` files.
 //!
 //! Subcommands (the interface is a contract for scripts: extend, don't rename):
-//! `demo`, `forward`, `check`, `params`, `bench`. Each lives in its own module with
+//! `demo`, `forward`, `check`, `params`, `bench`, `run`. Each lives in its own module with
 //! its clap `Args` and a `run` function.
 //!
 //! Exit status: 0 on success; 1 when `check` finds that the equivariance rule and the
@@ -15,6 +15,7 @@ mod demo;
 mod forward;
 mod params;
 mod rule;
+mod run;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,8 @@ enum Command {
     Params(params::Args),
     /// Time a layer's forward pass; prints one machine-readable line.
     Bench(bench::Args),
+    /// Run a whole model (JSON + safetensors) on a .npy input.
+    Run(run::Args),
 }
 
 /// What a subcommand returns: its exit status, or a one-line error (exit 2).
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Check(a) => check::run(a),
         Command::Params(a) => params::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Run(a) => run::run(a),
     };
     match outcome {
         Ok(code) => code,

@@ -56,8 +56,11 @@ fn demo(size: usize, batch: usize, seed: u64) -> Result<bool, gconv_std::Error> 
     let mut ok = true;
     ok &= group_section::<C4>(size, batch, seed)?;
     ok &= group_section::<D4>(size, batch, seed)?;
+    ok &= crate::digits::section()?;
     if ok {
-        println!("all equivariance errors within the f32 rounding bound");
+        println!(
+            "all equivariance errors within the f32 rounding bound, all digit predictions invariant"
+        );
     }
     Ok(ok)
 }

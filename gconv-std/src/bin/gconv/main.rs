@@ -12,6 +12,7 @@ mod args;
 mod bench;
 mod check;
 mod demo;
+mod digits;
 mod forward;
 mod params;
 mod rule;

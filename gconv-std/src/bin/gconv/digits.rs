@@ -1,0 +1,93 @@
+//! The rotated-digits section of `gconv demo`: the P4CNN and P4M models trained by
+//! `tools/train_digits.py` on upright 8x8 digits (scikit-learn's bundled set), run in
+//! Rust on the test set rotated by random multiples of 90° (and flipped, for P4M).
+//! Prints the accuracy next to the one PyTorch measured, and checks that the predicted
+//! class of every test image is the same for all of its rotations (and flips).
+
+use std::path::{Path, PathBuf};
+
+use gconv_std::npy::read_npy;
+use gconv_std::{Model, Pair, Tensor};
+
+/// Where the committed models and test sets live.
+fn models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+/// Class index of the largest logit in each row of `(N, classes)`.
+fn predictions(logits: &Tensor) -> Vec<usize> {
+    let classes = logits.shape()[1];
+    logits
+        .data()
+        .chunks_exact(classes)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 { (i, v) } else { best }
+                })
+                .0
+        })
+        .collect()
+}
+
+/// Runs the section; `Ok(false)` when a prediction changes under the group.
+pub fn section() -> Result<bool, gconv_std::Error> {
+    let dir = models_dir();
+    if !dir.join("digits").exists() {
+        println!(
+            "(rotated digits: {} not found, section skipped)",
+            dir.display()
+        );
+        return Ok(true);
+    }
+    println!("== rotated digits: trained on upright 8x8 digits, tested rotated ==");
+    let labels: Vec<usize> = read_npy(dir.join("digits/test_labels.npy"))?
+        .data()
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
+    let mut invariant = true;
+    for (name, group, test_set) in [
+        ("digits-p4cnn", Pair::C4C4, "test_rotated_c4.npy"),
+        ("digits-p4m", Pair::D4D4, "test_rotated_d4.npy"),
+    ] {
+        let model = Model::load(
+            dir.join(name).join("model.json"),
+            dir.join(name).join("model.safetensors"),
+        )?;
+        let rotated = read_npy(dir.join("digits").join(test_set))?;
+        let predicted = predictions(&model.forward(&rotated)?);
+        let correct = predicted
+            .iter()
+            .zip(&labels)
+            .filter(|(p, l)| p == l)
+            .count();
+        // Invariance: every element of the group applied to the upright test set.
+        let upright = read_npy(dir.join("digits/test_upright.npy"))?;
+        let base = predictions(&model.forward(&upright)?);
+        let mut same = vec![true; base.len()];
+        for g in 1..group.group_order() {
+            let p = predictions(&model.forward(&group.transform(g, &upright)?)?);
+            same.iter_mut()
+                .zip(p.iter().zip(&base))
+                .for_each(|(s, (a, b))| *s &= a == b);
+        }
+        let stable = same.iter().filter(|&&s| s).count();
+        invariant &= stable == same.len();
+        println!(
+            "  {name:<13} accuracy on the rotated test set {:.1}% ({correct}/{}); class identical under all {} elements for {stable}/{} images",
+            100.0 * correct as f64 / labels.len() as f64,
+            labels.len(),
+            group.group_order(),
+            same.len()
+        );
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("digits/accuracy.json")) {
+        println!(
+            "  PyTorch's accuracies (tools/train_digits.py): {}",
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
+    Ok(invariant)
+}

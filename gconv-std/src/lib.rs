@@ -23,6 +23,7 @@
 
 pub mod any;
 pub mod error;
+pub mod import;
 pub mod layer;
 pub mod model;
 pub mod model_file;

@@ -112,8 +112,9 @@ impl Dense {
     }
 }
 
-/// One layer of a [`Model`].
-#[derive(Clone, Debug, PartialEq)]
+/// One layer of a [`Model`]. (Not `PartialEq`: function pointers of
+/// [`Layer::Pointwise`] have no meaningful equality.)
+#[derive(Clone, Debug)]
 pub enum Layer {
     /// A lifting or group convolution.
     Conv(AnyConv),
@@ -121,6 +122,9 @@ pub enum Layer {
     BatchNorm(BatchNorm),
     /// `max(x, 0)`.
     Relu,
+    /// Any other pointwise activation, e.g. `Layer::Pointwise(f32::tanh)`: applied to
+    /// every value, it commutes with the group action and keeps the layer equivariant.
+    Pointwise(fn(f32) -> f32),
     /// Spatial max or average pooling.
     Pool(Pool2d),
     /// Max or mean over the orientation axis: group map -> invariant Z2 map.
@@ -171,7 +175,7 @@ impl Feature {
 }
 
 /// A sequential G-CNN whose shapes were checked when it was built.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Model {
     input: Feature,
     layers: Vec<Layer>,
@@ -343,7 +347,7 @@ fn infer(layer: &Layer, input: &Feature) -> Result<(Feature, bool), Error> {
             }
             Ok((input.clone(), true))
         }
-        Layer::Relu => Ok((input.clone(), true)),
+        Layer::Relu | Layer::Pointwise(_) => Ok((input.clone(), true)),
         Layer::Pool(pool) => {
             let (space, channels, h, w) = map("pooling")?;
             let shape = pool.output_shape(&input.shape(1))?;
@@ -415,6 +419,7 @@ fn apply(layer: &Layer, input: &Feature, output: &Feature, x: Tensor) -> Result<
             relu(y.data_mut());
             Ok(y)
         }
+        Layer::Pointwise(f) => Ok(x.map(f)),
         Layer::BatchNorm(bn) => {
             let mut y = x;
             let per_channel = input.shape(1)[2..].iter().product();

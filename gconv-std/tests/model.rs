@@ -44,7 +44,7 @@ fn classifier(lift: Pair, group: Pair, size: usize) -> Model {
         Layer::Relu,
         Layer::Pool(Pool2d::max(2)),
         Layer::Conv(c2),
-        Layer::Relu,
+        Layer::Pointwise(f32::tanh),
         Layer::GroupPool(Reduce::Max),
         Layer::GlobalAvgPool,
         Layer::Dense(dense),

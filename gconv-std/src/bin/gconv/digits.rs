@@ -83,11 +83,39 @@ pub fn section() -> Result<bool, gconv_std::Error> {
             same.len()
         );
     }
-    if let Ok(text) = std::fs::read_to_string(dir.join("digits/accuracy.json")) {
+    print_pytorch_accuracies(&dir.join("digits/accuracy.json"));
+    Ok(invariant)
+}
+
+/// The accuracies `tools/train_digits.py` measured in PyTorch, including the planar CNN
+/// with the equal-parameter budget trained the same way.
+fn print_pytorch_accuracies(path: &Path) {
+    let Some(table) = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    else {
+        return;
+    };
+    let Some(models) = table.as_object() else {
+        return;
+    };
+    println!("  measured in PyTorch by tools/train_digits.py:");
+    println!(
+        "    {:<12} {:>8} {:>9} {:>9}",
+        "model", "params", "upright", "rotated"
+    );
+    for (name, entry) in models {
+        let get = |k: &str| {
+            entry
+                .get(k)
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(f64::NAN)
+        };
         println!(
-            "  PyTorch's accuracies (tools/train_digits.py): {}",
-            text.split_whitespace().collect::<Vec<_>>().join(" ")
+            "    {name:<12} {:>8} {:>8.1}% {:>8.1}%",
+            get("params"),
+            100.0 * get("upright_acc"),
+            100.0 * get("rotated_acc")
         );
     }
-    Ok(invariant)
 }

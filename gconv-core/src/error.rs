@@ -166,3 +166,16 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+/// `Ok` when a buffer has exactly the `expected` length, else [`Error::BufferLength`].
+pub(crate) fn check_len(buffer: Buffer, found: usize, expected: usize) -> Result<(), Error> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(Error::BufferLength {
+            buffer,
+            expected,
+            found,
+        })
+    }
+}

@@ -12,7 +12,7 @@
 //! * [`dense`]: `y[n][j] = b[j] + sum_i W[j][i] x[n][i]`, `W` of shape
 //!   `(out_features, in_features)` (PyTorch `Linear`).
 
-use crate::error::{Buffer, Dim, Error};
+use crate::error::{Buffer, Dim, Error, check_len};
 use crate::shape::checked_product;
 use crate::simd::axpy;
 
@@ -25,17 +25,9 @@ pub enum Reduce {
     Mean,
 }
 
-fn check_len(buffer: Buffer, found: usize, expected: Option<usize>) -> Result<(), Error> {
-    let expected = expected.ok_or(Error::SizeOverflow)?;
-    if found == expected {
-        Ok(())
-    } else {
-        Err(Error::BufferLength {
-            buffer,
-            expected,
-            found,
-        })
-    }
+/// [`check_len`] against a length computed with overflow checks.
+fn check_checked_len(buffer: Buffer, found: usize, expected: Option<usize>) -> Result<(), Error> {
+    check_len(buffer, found, expected.ok_or(Error::SizeOverflow)?)
 }
 
 /// Pools over the orientation axis: `y[n][c][h][w] = reduce_t x[n][c][t][h][w]` for an
@@ -58,12 +50,12 @@ pub fn group_pool(
     if orientations == 0 {
         return Err(Error::ZeroDimension(Dim::InChannels));
     }
-    check_len(
+    check_checked_len(
         Buffer::Input,
         input.len(),
         checked_product(&[items, orientations, plane_len]),
     )?;
-    check_len(
+    check_checked_len(
         Buffer::Output,
         output.len(),
         checked_product(&[items, plane_len]),
@@ -110,11 +102,11 @@ pub fn channel_affine(
     shift: &[f32],
     data: &mut [f32],
 ) -> Result<(), Error> {
-    check_len(Buffer::Weight, scale.len(), Some(channels))?;
-    check_len(Buffer::Bias, shift.len(), Some(channels))?;
+    check_len(Buffer::Weight, scale.len(), channels)?;
+    check_len(Buffer::Bias, shift.len(), channels)?;
     let item = checked_product(&[channels, per_channel]).ok_or(Error::SizeOverflow)?;
     if item == 0 {
-        return check_len(Buffer::Input, data.len(), Some(0));
+        return check_len(Buffer::Input, data.len(), 0);
     }
     if data.len() % item != 0 {
         return Err(Error::BufferLength {
@@ -154,12 +146,12 @@ pub fn global_avg_pool(
     if plane_len == 0 {
         return Err(Error::ZeroDimension(Dim::Height));
     }
-    check_len(
+    check_checked_len(
         Buffer::Input,
         input.len(),
         checked_product(&[planes, plane_len]),
     )?;
-    check_len(Buffer::Output, output.len(), Some(planes))?;
+    check_len(Buffer::Output, output.len(), planes)?;
     let inv = 1.0 / plane_len as f32;
     for (x, y) in input.chunks_exact(plane_len).zip(output.iter_mut()) {
         *y = x.iter().sum::<f32>() * inv;
@@ -189,20 +181,20 @@ pub fn dense(
     if out_features == 0 {
         return Err(Error::ZeroDimension(Dim::OutChannels));
     }
-    check_len(
+    check_checked_len(
         Buffer::Input,
         input.len(),
         checked_product(&[batch, in_features]),
     )?;
-    check_len(
+    check_checked_len(
         Buffer::Weight,
         weight.len(),
         checked_product(&[out_features, in_features]),
     )?;
     if let Some(b) = bias {
-        check_len(Buffer::Bias, b.len(), Some(out_features))?;
+        check_len(Buffer::Bias, b.len(), out_features)?;
     }
-    check_len(
+    check_checked_len(
         Buffer::Output,
         output.len(),
         checked_product(&[batch, out_features]),

@@ -12,8 +12,8 @@
 //! see [`crate::equivariance::pool_is_equivariant`]. Average pooling divides by
 //! `k^2` including padded positions (PyTorch's default `count_include_pad=True`).
 
-use crate::error::{Buffer, Dim, Error};
-use crate::shape::{Padding, checked_product};
+use crate::error::{Buffer, Error, check_len};
+use crate::shape::{Padding, checked_product, window_geometry};
 
 /// The arguments of a pooling call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -49,55 +49,18 @@ impl PoolShape {
     /// window; [`Error::PoolPaddingTooLarge`]; [`Error::KernelLargerThanInput`];
     /// [`Error::SizeOverflow`].
     pub const fn geometry(&self) -> Result<PoolGeometry, Error> {
-        let zero = if self.height == 0 {
-            Some(Dim::Height)
-        } else if self.width == 0 {
-            Some(Dim::Width)
-        } else if self.window == 0 {
-            Some(Dim::Kernel)
-        } else if self.stride == 0 {
-            Some(Dim::Stride)
-        } else {
-            None
-        };
-        if let Some(dim) = zero {
-            return Err(Error::ZeroDimension(dim));
-        }
-        let pad = match self.padding.resolve(self.window) {
-            Ok(p) => p,
+        let window = match window_geometry(
+            self.height,
+            self.width,
+            self.window,
+            self.stride,
+            self.padding,
+            self.window / 2,
+        ) {
+            Ok(w) => w,
             Err(e) => return Err(e),
         };
-        let mut largest = 0;
-        let mut i = 0;
-        while i < 4 {
-            if pad[i] > largest {
-                largest = pad[i];
-            }
-            i += 1;
-        }
-        if largest > self.window / 2 {
-            return Err(Error::PoolPaddingTooLarge {
-                padding: largest,
-                window: self.window,
-            });
-        }
-        // Padding is at most window / 2, so these sums cannot overflow unless the map
-        // is within a window of usize::MAX.
-        let (Some(ph), Some(pw)) = (
-            self.height.checked_add(pad[0] + pad[1]),
-            self.width.checked_add(pad[2] + pad[3]),
-        ) else {
-            return Err(Error::SizeOverflow);
-        };
-        if ph < self.window || pw < self.window {
-            return Err(Error::KernelLargerThanInput {
-                kernel: self.window,
-                padded_height: ph,
-                padded_width: pw,
-            });
-        }
-        let out_height = (ph - self.window) / self.stride + 1;
-        let out_width = (pw - self.window) / self.stride + 1;
+        let (pad, out_height, out_width) = (window.pad, window.out_height, window.out_width);
         if checked_product(&[self.planes, self.height, self.width]).is_none()
             || checked_product(&[self.planes, out_height, out_width]).is_none()
         {
@@ -174,20 +137,8 @@ fn pool(
     finish: impl Fn(f32, usize) -> f32,
 ) -> Result<(), Error> {
     let geo = shape.geometry()?;
-    if input.len() != geo.input_len() {
-        return Err(Error::BufferLength {
-            buffer: Buffer::Input,
-            expected: geo.input_len(),
-            found: input.len(),
-        });
-    }
-    if output.len() != geo.output_len() {
-        return Err(Error::BufferLength {
-            buffer: Buffer::Output,
-            expected: geo.output_len(),
-            found: output.len(),
-        });
-    }
+    check_len(Buffer::Input, input.len(), geo.input_len())?;
+    check_len(Buffer::Output, output.len(), geo.output_len())?;
     let (h, w, k, s) = (shape.height, shape.width, shape.window, shape.stride);
     let [top, _, left, _] = geo.pad;
     let (oh, ow) = (geo.out_height, geo.out_width);

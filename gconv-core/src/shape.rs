@@ -120,41 +120,23 @@ impl ConvShape {
     /// [`Error::SameNeedsOddKernel`]; [`Error::KernelLargerThanInput`];
     /// [`Error::SizeOverflow`] if a buffer length overflows `usize`.
     pub const fn geometry<G: Group>(&self, domain: Domain) -> Result<ConvGeometry, Error> {
-        let zero = if self.in_channels == 0 {
-            Some(Dim::InChannels)
-        } else if self.out_channels == 0 {
-            Some(Dim::OutChannels)
-        } else if self.height == 0 {
-            Some(Dim::Height)
-        } else if self.width == 0 {
-            Some(Dim::Width)
-        } else if self.kernel == 0 {
-            Some(Dim::Kernel)
-        } else if self.stride == 0 {
-            Some(Dim::Stride)
-        } else {
-            None
-        };
-        if let Some(dim) = zero {
-            return Err(Error::ZeroDimension(dim));
+        if self.in_channels == 0 {
+            return Err(Error::ZeroDimension(Dim::InChannels));
         }
-        let pad = match self.padding.resolve(self.kernel) {
-            Ok(p) => p,
+        if self.out_channels == 0 {
+            return Err(Error::ZeroDimension(Dim::OutChannels));
+        }
+        let window = match window_geometry(
+            self.height,
+            self.width,
+            self.kernel,
+            self.stride,
+            self.padding,
+            usize::MAX,
+        ) {
+            Ok(w) => w,
             Err(e) => return Err(e),
         };
-        let (Some(ph), Some(pw)) = (
-            checked_sum3(self.height, pad[0], pad[1]),
-            checked_sum3(self.width, pad[2], pad[3]),
-        ) else {
-            return Err(Error::SizeOverflow);
-        };
-        if ph < self.kernel || pw < self.kernel {
-            return Err(Error::KernelLargerThanInput {
-                kernel: self.kernel,
-                padded_height: ph,
-                padded_width: pw,
-            });
-        }
         let geo = ConvGeometry {
             batch: self.batch,
             in_channels: self.in_channels,
@@ -165,15 +147,88 @@ impl ConvShape {
             width: self.width,
             kernel: self.kernel,
             stride: self.stride,
-            pad,
-            out_height: (ph - self.kernel) / self.stride + 1,
-            out_width: (pw - self.kernel) / self.stride + 1,
+            pad: window.pad,
+            out_height: window.out_height,
+            out_width: window.out_width,
         };
         if geo.checked_lengths().is_none() {
             return Err(Error::SizeOverflow);
         }
         Ok(geo)
     }
+}
+
+/// The spatial part of a `k x k` window operation (convolution or pooling), validated.
+pub(crate) struct Window {
+    /// Resolved padding `[top, bottom, left, right]`.
+    pub pad: [usize; 4],
+    /// `(H + top + bottom - k) / stride + 1`.
+    pub out_height: usize,
+    /// `(W + left + right - k) / stride + 1`.
+    pub out_width: usize,
+}
+
+/// Validates a `k x k` window with `stride` and `padding` sliding over a
+/// `height x width` map, with every side's padding at most `max_pad`.
+///
+/// # Errors
+/// [`Error::ZeroDimension`] for a zero size, window or stride;
+/// [`Error::SameNeedsOddKernel`]; [`Error::PoolPaddingTooLarge`] above `max_pad`;
+/// [`Error::SizeOverflow`]; [`Error::KernelLargerThanInput`].
+pub(crate) const fn window_geometry(
+    height: usize,
+    width: usize,
+    k: usize,
+    stride: usize,
+    padding: Padding,
+    max_pad: usize,
+) -> Result<Window, Error> {
+    let zero = if height == 0 {
+        Some(Dim::Height)
+    } else if width == 0 {
+        Some(Dim::Width)
+    } else if k == 0 {
+        Some(Dim::Kernel)
+    } else if stride == 0 {
+        Some(Dim::Stride)
+    } else {
+        None
+    };
+    if let Some(dim) = zero {
+        return Err(Error::ZeroDimension(dim));
+    }
+    let pad = match padding.resolve(k) {
+        Ok(p) => p,
+        Err(e) => return Err(e),
+    };
+    let mut i = 0;
+    while i < 4 {
+        if pad[i] > max_pad {
+            return Err(Error::PoolPaddingTooLarge {
+                padding: pad[i],
+                window: k,
+            });
+        }
+        i += 1;
+    }
+    let (Some(ph), Some(pw)) = (
+        checked_sum3(height, pad[0], pad[1]),
+        checked_sum3(width, pad[2], pad[3]),
+    ) else {
+        return Err(Error::SizeOverflow);
+    };
+    if ph < k || pw < k {
+        return Err(Error::KernelLargerThanInput {
+            kernel: k,
+            padded_height: ph,
+            padded_width: pw,
+        });
+    }
+    Ok(Window {
+        pad,
+        out_height: (ph - k) / stride + 1,
+        out_width: (pw - k) / stride + 1,
+    })
 }
 
 const fn checked_sum3(a: usize, b: usize, c: usize) -> Option<usize> {

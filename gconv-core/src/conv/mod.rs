@@ -18,21 +18,9 @@ pub mod group;
 pub mod lifting;
 
 use crate::driver::correlate;
-use crate::error::{Buffer, Error};
+use crate::error::{Buffer, Error, check_len};
 use crate::group::Group;
 use crate::shape::{ConvGeometry, ConvShape, Domain};
-
-fn check_len(buffer: Buffer, found: usize, expected: usize) -> Result<(), Error> {
-    if found == expected {
-        Ok(())
-    } else {
-        Err(Error::BufferLength {
-            buffer,
-            expected,
-            found,
-        })
-    }
-}
 
 /// Checks the buffers every forward pass shares: input, bias, output.
 fn check_io(

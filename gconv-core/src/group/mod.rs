@@ -52,6 +52,18 @@ pub trait Group: Copy + Default + core::fmt::Debug + Send + Sync + 'static {
     }
 }
 
+/// Names of the elements in GrouPy order (C4 uses the first four).
+pub const ELEMENT_NAMES: [&str; 8] = [
+    "identity",
+    "rot90",
+    "rot180",
+    "rot270",
+    "flipud",
+    "transpose",
+    "fliplr",
+    "anti-transpose",
+];
+
 /// Splits an element index into `(m, r)`: `g = 4*m + r`, flip bit `m`, rotation `r`.
 /// Valid for C4 (always `m = 0`) and D4.
 #[inline]

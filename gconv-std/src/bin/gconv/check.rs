@@ -18,6 +18,7 @@
 
 use std::process::ExitCode;
 
+use gconv_core::group::ELEMENT_NAMES;
 use gconv_std::{AnyConv, Padding, Pair, Pool2d, PoolKind, Space, Tensor};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -504,18 +505,6 @@ fn measure(stack: &[Layer], group: Pair, seed: u64) -> Result<Vec<Measured>, Str
     Ok(out)
 }
 
-/// Element names in GrouPy order.
-const ELEMENTS: [&str; 8] = [
-    "identity",
-    "rot90",
-    "rot180",
-    "rot270",
-    "flipud",
-    "transpose",
-    "fliplr",
-    "anti-transpose",
-];
-
 /// Prints the per-element errors after every layer, and the tolerances.
 fn print_measurements(stack: &[Layer], group: Pair, measured: &[Measured]) {
     println!("max |Phi(g.x) - g.Phi(x)| after each layer:");
@@ -524,7 +513,7 @@ fn print_measurements(stack: &[Layer], group: Pair, measured: &[Measured]) {
         header.push_str(&format!(" {:>11}", format!("layer {}", i + 1)));
     }
     println!("{header}");
-    for (g, name) in ELEMENTS.iter().enumerate().take(group.group_order()) {
+    for (g, name) in ELEMENT_NAMES.iter().enumerate().take(group.group_order()) {
         let mut row = format!("{g:<3} {name:<15}");
         for m in measured {
             let cell = match m.errors[g] {

@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use gconv_core::group::ELEMENT_NAMES;
 use gconv_std::layer::InputDomain;
 use gconv_std::params::{
     LayerParams, equal_compute_channels, equal_parameter_channels, worked_example,
@@ -129,12 +130,12 @@ fn group_section<G: Group>(size: usize, batch: usize, seed: u64) -> Result<bool,
         y.max_abs()
     );
     let mut ok = true;
-    for g in 0..order {
+    for (g, name) in ELEMENT_NAMES.iter().enumerate().take(order) {
         let lhs = stack(&transform::<G>(g, &x)?)?;
         let rhs = transform::<G>(g, &y)?;
         let err = lhs.max_abs_diff(&rhs).unwrap_or(f32::INFINITY);
         ok &= err <= tol;
-        println!("  g = {g} ({:<14}) {err:.2e}", element_name(g));
+        println!("  g = {g} ({name:<14}) {err:.2e}");
     }
 
     println!("time per forward (median of 15, batch {batch}, {size}x{size}):");
@@ -169,17 +170,4 @@ fn time_layer<G: Group, D: InputDomain>(
         geo.macs()
     );
     Ok(())
-}
-
-fn element_name(g: usize) -> &'static str {
-    [
-        "identity",
-        "rot 90",
-        "rot 180",
-        "rot 270",
-        "flipud",
-        "transpose",
-        "fliplr",
-        "anti-transpose",
-    ][g]
 }

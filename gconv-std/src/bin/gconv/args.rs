@@ -21,6 +21,17 @@ pub fn parse_positive(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A shape as numpy prints it: `(2, 3, 9, 9)`, `(5,)`.
+pub fn shape_text(shape: &[usize]) -> String {
+    match shape {
+        [d] => format!("({d},)"),
+        _ => {
+            let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+            format!("({})", dims.join(", "))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

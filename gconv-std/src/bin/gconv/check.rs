@@ -23,7 +23,7 @@ use gconv_std::{AnyConv, Padding, Pair, Pool2d, PoolKind, Space, Tensor};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::args::{parse_padding, parse_positive, parse_space};
+use crate::args::{parse_padding, parse_positive, parse_space, shape_text};
 use crate::rule::equivariance_problems;
 
 /// Arguments of `gconv check`.
@@ -409,12 +409,6 @@ fn padding_label(padding: Padding) -> String {
             right,
         } => format!("{top}-{bottom}-{left}-{right}"),
     }
-}
-
-/// Formats a shape as `(1, 2, 4, 7, 7)`.
-fn shape_text(shape: &[usize]) -> String {
-    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
-    format!("({})", dims.join(", "))
 }
 
 /// Prints the rule's verdict for every layer, with the reasons when it fails.

@@ -21,7 +21,7 @@ use gconv_core::equivariance::layer_is_equivariant;
 use gconv_std::npy::{read_npy, write_npy};
 use gconv_std::{AnyConv, Padding, Pair, Space, Tensor};
 
-use crate::args::{parse_padding, parse_positive, parse_space};
+use crate::args::{parse_padding, parse_positive, parse_space, shape_text};
 use crate::rule::equivariance_problems;
 
 /// Arguments of `gconv forward`.
@@ -403,15 +403,4 @@ fn run_layer(layer: &AnyConv, input: &Loaded, mut output: Tensor) -> Result<Tens
 /// Writes the output as float32 `.npy` (atomically: temporary file, then rename).
 fn write_output(path: &Path, y: &Tensor) -> Result<(), String> {
     write_npy(path, y).map_err(|e| e.to_string())
-}
-
-/// A shape as numpy prints it: `(2, 3, 9, 9)`, `(5,)`, `()`.
-fn shape_text(shape: &[usize]) -> String {
-    match shape {
-        [d] => format!("({d},)"),
-        _ => {
-            let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
-            format!("({})", dims.join(", "))
-        }
-    }
 }

@@ -8,6 +8,8 @@
 //! with `w` of shape `(C_out, C_in, nti, K, K)` and the bank of shape
 //! `(C_out*nto, C_in*nti, K, K)`; see [`crate::group::tables`] for the table.
 
+use core::num::NonZeroUsize;
+
 use crate::error::{Buffer, Dim, Error};
 use crate::group::Group;
 use crate::group::tables::{IndexTable, entry_in_range};
@@ -70,8 +72,8 @@ impl<const NTO: usize, const NTI: usize, const K: usize> IndexTable<NTO, NTI, K>
         let dims = BankDims::new(c_out, c_in, NTI, NTO, K)?;
         dims.check(raw, bank)?;
         dims.expand_with(raw, bank, |t, s, u, v| {
-            let [p, su, sv] = self.entries[t][s][u][v];
-            (p as usize, su as usize, sv as usize)
+            let [p, su, sv] = *self.entries.get(t)?.get(s)?.get(u)?.get(v)?;
+            Some((p as usize, su as usize, sv as usize))
         });
         Ok(())
     }
@@ -167,33 +169,57 @@ impl BankDims {
     /// `const fn` the compile-time tables are built with), for a run-time `k`.
     fn expand_by_closed_form(&self, raw: &[f32], bank: &mut [f32]) {
         let (nti, k) = (self.nti, self.k);
-        self.expand_with(raw, bank, |t, s, u, v| entry_in_range(nti, k, t, s, u, v));
+        self.expand_with(raw, bank, |t, s, u, v| {
+            Some(entry_in_range(nti, k, t, s, u, v))
+        });
     }
 
     /// The expansion loop, parameterised by where table entries come from. Buffers
     /// have been checked. A bank row `o*nto + t` has the length of a raw row `o`,
     /// `c_in * nti * k * k`.
+    ///
+    /// Written without indexing, division or zero-size chunks, so that release builds
+    /// contain no panic path: rows and filters come from `chunks_exact` with nonzero
+    /// sizes, outputs from iterators, and a source index outside the filter (which
+    /// the validated tables never produce) is skipped rather than trusted.
     fn expand_with(
         &self,
         raw: &[f32],
         bank: &mut [f32],
-        entry: impl Fn(usize, usize, usize, usize) -> (usize, usize, usize),
+        entry: impl Fn(usize, usize, usize, usize) -> Option<(usize, usize, usize)>,
     ) {
-        let (nto, k) = (self.nto, self.k);
+        let (nto, nti, k) = (self.nto, self.nti, self.k);
         let taps = k * k;
-        let filter_len = self.nti * taps;
-        let row_len = self.c_in * filter_len;
-        for (o, raw_row) in raw.chunks_exact(row_len).take(self.c_out).enumerate() {
+        let (Some(filter_len), Some(row_len)) = (
+            NonZeroUsize::new(nti * taps),
+            NonZeroUsize::new(self.c_in * nti * taps),
+        ) else {
+            return;
+        };
+        let mut bank_rows = bank.chunks_exact_mut(row_len.get());
+        for raw_row in raw.chunks_exact(row_len.get()).take(self.c_out) {
             for t in 0..nto {
-                let bank_row = &mut bank[(o * nto + t) * row_len..(o * nto + t + 1) * row_len];
-                for (raw_filter, bank_filter) in raw_row
-                    .chunks_exact(filter_len)
-                    .zip(bank_row.chunks_exact_mut(filter_len))
-                {
-                    for (index, out) in bank_filter.iter_mut().enumerate() {
-                        let (s, u, v) = (index / taps, (index % taps) / k, index % k);
-                        let (p, su, sv) = entry(t, s, u, v);
-                        *out = raw_filter[p * taps + su * k + sv];
+                let Some(bank_row) = bank_rows.next() else {
+                    return;
+                };
+                let filters = raw_row
+                    .chunks_exact(filter_len.get())
+                    .zip(bank_row.chunks_exact_mut(filter_len.get()));
+                for (raw_filter, bank_filter) in filters {
+                    let mut outs = bank_filter.iter_mut();
+                    for s in 0..nti {
+                        for u in 0..k {
+                            for v in 0..k {
+                                let (Some(out), Some((p, su, sv))) =
+                                    (outs.next(), entry(t, s, u, v))
+                                else {
+                                    continue;
+                                };
+                                if let Some(&w) = raw_filter.get(p * taps + su * k + sv) {
+                                    *out = w;
+                                }
+                            }
+                        }
                     }
                 }
             }

@@ -9,8 +9,15 @@
 # rust-lld from lld-22, qemu-system-arm; installed here with apt-get when missing.
 # The rustup toolchain is not used for the firmware (it has no ARM target).
 #
+# Also: builds gconv-core alone for the target (--no-default-features), gates on
+# panic calls from gconv-core code in the firmware, and writes the footprint and
+# instruction-count tables to examples/cortex-m4/footprint.md and into README.md
+# (between the cortex-m4:begin/end markers) when the run agrees with the host.
+#
 # Env: GCONV_CM4_SELFTEST_FAIL=1 perturbs the embedded expected output by 1% of
-# max|y| (the script must then fail: checks the failure path). QEMU_TIMEOUT (seconds, default 120), ICOUNT_SHIFT is fixed at 6 (the firmware
+# max|y| (the script must then fail: checks the failure path).
+# GCONV_CM4_ALLOW_PANIC=1 turns the panic gate into a warning.
+# QEMU_TIMEOUT (seconds, default 120). ICOUNT_SHIFT is fixed at 6 (the firmware
 # converts SysTick ticks to instructions with it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,9 +25,12 @@ ROOT="$(pwd)"
 FW="$ROOT/examples/cortex-m4"
 TARGET=thumbv7em-none-eabihf
 ELF="$FW/target/$TARGET/release/gconv-cortex-m4"
+LOG="$FW/target/qemu-run.log"
+TABLE="$FW/footprint.md"
 
 echo "== cortex-m4: toolchain"
-PKGS=(rustc-web cargo-web rust-web-src lld-22 qemu-system-arm)
+# llvm-22: llvm-size/nm/objdump/cxxfilt for the report and the panic gate.
+PKGS=(rustc-web cargo-web rust-web-src lld-22 llvm-22 qemu-system-arm)
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -37,6 +47,16 @@ fi
 /usr/bin/rustc --version
 qemu-system-arm --version | head -1
 
+echo "== cortex-m4: gconv-core alone (release, --no-default-features, $TARGET)"
+# From the repository root, with its own target dir: proves the core crate builds for
+# the target by itself, not only as a dependency of the firmware.
+(
+    unset RUSTFLAGS CARGO_BUILD_RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_TARGET
+    export CARGO_TARGET_DIR="$FW/target/core-only"
+    RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 /usr/bin/cargo build -Zbuild-std=core \
+        -p gconv-core --no-default-features --release --locked --target "$TARGET"
+)
+
 echo "== cortex-m4: build (release, -Zbuild-std=core, $TARGET)"
 # The firmware is its own cargo workspace with its own target dir; RUSTFLAGS or a
 # CARGO_TARGET_DIR from the environment would override its .cargo/config.toml.
@@ -45,37 +65,43 @@ echo "== cortex-m4: build (release, -Zbuild-std=core, $TARGET)"
     unset RUSTFLAGS CARGO_BUILD_RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_TARGET
     export CARGO_TARGET_DIR="$FW/target"
     RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 /usr/bin/cargo build -Zbuild-std=core \
-        --release --target "$TARGET"
+        --release --locked --target "$TARGET"
 )
 
 echo "== cortex-m4: run under QEMU (mps2-an386, -icount shift=6)"
+rm -f "$LOG"
 set +e
 timeout "${QEMU_TIMEOUT:-120}" qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic \
-    -semihosting-config enable=on,target=native -icount shift=6 -kernel "$ELF"
-rc=$?
+    -semihosting-config enable=on,target=native -icount shift=6 -kernel "$ELF" | tee "$LOG"
+rc=${PIPESTATUS[0]}
 set -e
 
+pick() { # first of "$@" on the PATH
+    local t
+    for t in "$@"; do
+        if command -v "$t" >/dev/null; then echo "$t"; return; fi
+    done
+}
+SIZE=$(pick llvm-size-22 llvm-size size)
+NM=$(pick llvm-nm-22 llvm-nm nm)
+OBJDUMP=$(pick llvm-objdump-22 llvm-objdump)
+CXXFILT=$(pick llvm-cxxfilt-22 llvm-cxxfilt)
+
 echo "== cortex-m4: ELF sections (bytes)"
-SIZE=""
-for tool in llvm-size llvm-size-22 size; do
-    if command -v "$tool" >/dev/null && "$tool" -A "$ELF" >/dev/null 2>&1; then SIZE="$tool"; break; fi
-done
-if [ -n "$SIZE" ]; then
-    "$SIZE" -A "$ELF" | awk '
-        $1 ~ /^\.(vector_table|text|rodata|data|bss|uninit)$/ {
+SECTIONS="$FW/target/sections.txt" # "name bytes" lines, for the footprint table
+: >"$SECTIONS"
+if [ -n "$SIZE" ] && [ -f "$ELF" ]; then
+    "$SIZE" -A "$ELF" | awk '$1 ~ /^\.(vector_table|text|rodata|data|bss|uninit)$/ { print $1, $2 }' >"$SECTIONS"
+    awk '{
             printf "  %-14s %8d\n", $1, $2
             if ($1 != ".bss" && $1 != ".uninit") flash += $2
             if ($1 == ".data" || $1 == ".bss" || $1 == ".uninit") ram += $2
         }
-        END { printf "  %-14s %8d\n  %-14s %8d   (stack not included)\n", "flash total", flash, "static RAM", ram }'
-else
+        END { printf "  %-14s %8d\n  %-14s %8d   (stack not included)\n", "flash total", flash, "static RAM", ram }' "$SECTIONS"
+elif [ -f "$ELF" ]; then
     readelf -S -W "$ELF" | grep -E '\.(vector_table|text|rodata|data|bss|uninit) '
 fi
-NM=""
-for tool in llvm-nm llvm-nm-22 nm; do
-    if command -v "$tool" >/dev/null && "$tool" "$ELF" >/dev/null 2>&1; then NM="$tool"; break; fi
-done
-if [ -n "$NM" ]; then
+if [ -n "$NM" ] && [ -f "$ELF" ]; then
     echo "== cortex-m4: largest symbols (bytes): weights in flash, buffers in RAM, gconv-core code"
     { "$NM" -S -C --size-sort -t d "$ELF" |
         grep -E 'gconv_cortex_m4::data|_trampoline::(ACT|SCRATCH)|gconv_core' |
@@ -83,28 +109,138 @@ if [ -n "$NM" ]; then
         awk '{ printf "  %8d  %s  %s\n", $2 + 0, $3, substr($0, index($0, $4)) }'
 fi
 
-OBJDUMP=""
-for tool in llvm-objdump llvm-objdump-22; do
-    if command -v "$tool" >/dev/null; then OBJDUMP="$tool"; break; fi
-done
-if [ -n "$NM" ] && [ -n "$OBJDUMP" ]; then
-    # Informational (does not fail the script): direct calls from the gconv-core
-    # functions that survived LTO as symbols into core::panicking / slice index
-    # failures. Functions inlined into the firmware's own code are not covered.
-    echo "== cortex-m4: panic calls from out-of-line gconv-core functions"
-    "$NM" "$ELF" | awk '$2 ~ /[tT]/ && $3 ~ /10gconv_core/ { print $3 }' | sort -u |
+# Panic gate. Every gconv-core function that survived LTO as its own symbol in the
+# firmware (the public kernels' out-of-line bodies: conv drivers, bank expansion,
+# layers) must not call a panic entry point: core::panicking::* (panic, panic_fmt,
+# panic_bounds_check, panic_const_*), the slice index failures or unwrap/expect
+# failures. gconv-core's core::fmt impls (Debug of Error, only used to print an
+# error) are listed but not gated. Code inlined into the firmware's own functions
+# is not covered (it would mix with the firmware's own panics).
+# GCONV_CM4_ALLOW_PANIC=1 only warns.
+PANIC_RE='(panicking|panic_bounds_check|slice_index_fail|slice_end_index|slice_start_index|unwrap_failed|expect_failed)'
+panic_fail=0
+echo "== cortex-m4: panic calls from out-of-line gconv-core functions (gate)"
+if [ -z "$NM" ] || [ -z "$OBJDUMP" ] || [ -z "$CXXFILT" ]; then
+    echo "  cannot inspect the ELF (need llvm-nm, llvm-objdump, llvm-cxxfilt)" >&2
+    panic_fail=1
+elif [ -f "$ELF" ]; then
+    offenders=()
+    gated=0
     while read -r sym; do
-        name=$(echo "$sym" | "${NM%nm}cxxfilt" 2>/dev/null || echo "$sym")
+        name=$(echo "$sym" | "$CXXFILT")
         case "$name" in gconv_core::* | "<gconv_core::"*) ;; *) continue ;; esac
+        case "$name" in *" as core::fmt::"*) kind="info" ;; *) kind="gate" ;; esac
         calls=$("$OBJDUMP" -d --disassemble-symbols="$sym" "$ELF" 2>/dev/null |
-            grep -oE '<_RN[^>+]*(panicking|slice_index_fail|slice_end_index|slice_start_index)[^>+]*>' |
-            sed -E 's/^<//; s/>$//' | sort -u | "${NM%nm}cxxfilt" 2>/dev/null | tr '\n' ' ' || true)
-        printf "  %-70s %s\n" "$name" "${calls:-none}"
-    done
+            grep -oE "<(_RN|_ZN)[^>+]*${PANIC_RE}[^>+]*>" |
+            sed -E 's/^<//; s/>$//' | sort -u | "$CXXFILT" | tr '\n' ' ' || true)
+        printf "  %s %-70s %s\n" "$kind" "$name" "${calls:-none}"
+        if [ "$kind" = gate ]; then
+            gated=$((gated + 1))
+            if [ -n "$calls" ]; then offenders+=("$name -> $calls"); fi
+        fi
+    done < <("$NM" "$ELF" | awk '$2 ~ /^[tT]$/ && $3 ~ /gconv_core/ { print $3 }' | sort -u)
+    if [ "$gated" -eq 0 ]; then
+        echo "  no gconv-core function found in the ELF: nothing was checked" >&2
+        panic_fail=1
+    elif [ ${#offenders[@]} -gt 0 ]; then
+        echo "  gconv-core functions with panic paths:" >&2
+        printf '    %s\n' "${offenders[@]}" >&2
+        panic_fail=1
+    else
+        echo "  $gated gated gconv-core functions: no panic calls"
+    fi
+fi
+if [ $panic_fail -ne 0 ]; then
+    if [ "${GCONV_CM4_ALLOW_PANIC:-0}" = 1 ]; then
+        echo "cortex-m4: WARNING: panic gate failed, ignored (GCONV_CM4_ALLOW_PANIC=1)" >&2
+        panic_fail=0
+    else
+        echo "cortex-m4: panic gate FAILED (set GCONV_CM4_ALLOW_PANIC=1 to only warn)" >&2
+    fi
 fi
 
+# Footprint + instruction-count table from the firmware's printout and the sections;
+# written (and copied into README.md) only when the firmware agreed with the host.
 if [ $rc -eq 0 ]; then
+    echo "== cortex-m4: footprint table -> ${TABLE#"$ROOT"/}, README.md"
+    awk -v rustc="$(/usr/bin/rustc --version | cut -d' ' -f1-2)" \
+        -v qemu="$(qemu-system-arm --version | head -1 | awk '{ print $4 }')" '
+        function c(n,   s, neg) { # thousands separators
+            n = n ""; neg = ""
+            if (substr(n, 1, 1) == "-") { neg = "-"; n = substr(n, 2) }
+            s = ""
+            while (length(n) > 3) { s = "," substr(n, length(n) - 2) s; n = substr(n, 1, length(n) - 3) }
+            return neg n s
+        }
+        FILENAME == ARGV[1] { sec[$1] = $2; order[++ns] = $1; next }  # sections.txt
+        /^cost (C4|D4):/ { model = substr($2, 1, 2); next }
+        model != "" && /^  layer / { next }
+        model != "" && /^  total forward/ { row[++nr] = "| " model " | **whole forward** | " c($3) " | | |"; model = ""; next }
+        model != "" && /^  / {
+            n = NF; ipm = $n; macs = $(n - 1); ins = $(n - 2)
+            name = $0; sub(/^ +/, "", name); sub(/ +[^ ]+ +[^ ]+ +[^ ]+ *$/, "", name)
+            if (name ~ /^of which/) name = "&nbsp;&nbsp;" name " (timed separately)"
+            if (macs == "-") row[++nr] = "| " model " | " name " | " c(ins) " | | |"
+            else row[++nr] = "| " model " | " name " | " c(ins) " | " c(macs) " | " ipm " |"
+            next
+        }
+        /^  (C4|D4) +(lift|G->G) +[0-9]/ { w[++nw] = "| " $1 " | " $2 " | " c($3) " | " c($4) " | " $5 " |"; next }
+        /all parameters in flash:/ { pc4 = $6; pd4 = $9; input = $12 }
+        /expanded per call/ { per_call = $(NF - 1) }
+        /expanded once at boot/ { once_c4 = $8; once_d4 = $12 }
+        /activations:/ { act = $4 }
+        /stack high-water mark:/ { stack = $4; painted = $7 }
+        /^(C4|D4): max \|target - host\|/ { m = $1; sub(/:$/, "", m); agree = agree (agree == "" ? "" : ", ") m " " $(NF - 4) " bitwise equal" }
+        END {
+            print "<!-- Generated by scripts/cortex-m4.sh from a passing run; do not edit by hand. -->"
+            print "Last run: " rustc ", QEMU " qemu " (mps2-an386, `-icount shift=6`); outputs vs host: " agree "."
+            print ""
+            print "| flash / RAM (bytes, release, LTO) | bytes |"
+            print "|---|---:|"
+            for (i = 1; i <= ns; i++) {
+                s = order[i]; print "| `" s "` | " c(sec[s]) " |"
+                if (s != ".bss" && s != ".uninit") flash += sec[s]
+                if (s == ".data" || s == ".bss" || s == ".uninit") ram += sec[s]
+            }
+            print "| **flash total** (.vector_table + .text + .rodata + .data) | **" c(flash) "** |"
+            print "| **static RAM** (.data + .bss + .uninit) | **" c(ram) "** |"
+            print "| of which activations (ping-pong) | 2 x " c(act) " |"
+            print "| of which scratch, bank expanded per call (this firmware: max bank) | " c(per_call) " |"
+            print "| scratch if banks were expanded once at boot instead (C4 + D4) | " c(once_c4) " + " c(once_d4) " = " c(once_c4 + once_d4) " |"
+            print "| stack high-water mark (painted " c(painted) " B) | " c(stack) " |"
+            print "| all parameters in flash, C4 / D4 (input " c(input) ") | " c(pc4) " / " c(pd4) " |"
+            print ""
+            print "| model | conv weights | raw (flash, B) | expanded bank (scratch, B) | expanded / raw |"
+            print "|---|---|---:|---:|---:|"
+            for (i = 1; i <= nw; i++) print w[i]
+            print ""
+            print "| model | layer | instructions | MACs | instr/MAC |"
+            print "|---|---|---:|---:|---:|"
+            for (i = 1; i <= nr; i++) print row[i]
+        }' "$SECTIONS" "$LOG" >"$TABLE.tmp"
+    mv "$TABLE.tmp" "$TABLE"
+    cat "$TABLE"
+    # Replace the block between the markers in README.md (markers kept, each must
+    # occur exactly once, begin before end); otherwise leave README.md untouched.
+    README="$ROOT/README.md"
+    if awk -v table="$TABLE" '
+        $0 == "<!-- cortex-m4:begin -->" { print; while ((getline l < table) > 0) print l; skip = 1; b++; if (e) bad = 1; next }
+        $0 == "<!-- cortex-m4:end -->" { skip = 0; e++ }
+        !skip { print }
+        END { exit (b == 1 && e == 1 && !bad) ? 0 : 3 }' "$README" >"$README.cm4.tmp"; then
+        if cmp -s "$README.cm4.tmp" "$README"; then rm -f "$README.cm4.tmp"; echo "README.md: table unchanged"
+        else cat "$README.cm4.tmp" >"$README"; rm -f "$README.cm4.tmp"; echo "README.md: table updated"; fi
+    else
+        rm -f "$README.cm4.tmp"
+        echo "README.md: markers <!-- cortex-m4:begin/end --> missing or malformed; not updated" >&2
+    fi
+fi
+
+if [ $rc -eq 0 ] && [ $panic_fail -eq 0 ]; then
     echo "cortex-m4: OK (firmware agrees with the host)"
+elif [ $rc -eq 0 ]; then
+    echo "cortex-m4: FAILED (firmware agrees with the host, but the panic gate failed)" >&2
+    exit 1
 else
     echo "cortex-m4: FAILED (QEMU/firmware exit status $rc; 124 = timeout)" >&2
 fi

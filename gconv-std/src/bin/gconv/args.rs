@@ -7,6 +7,40 @@ pub fn parse_padding(s: &str) -> Result<Padding, String> {
     gconv_std::parse_padding(s).map_err(|e| e.to_string())
 }
 
+/// `--stride` and `--padding`, shared by `forward`, `check` and `bench`. Taken as text
+/// (values starting with `-` included) so that a bad value gets our one-line error
+/// instead of clap's multi-line one.
+#[derive(clap::Args)]
+pub struct StridePadding {
+    /// Stride along both axes (in `check`: of conv layers that do not set their own).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "1",
+        allow_hyphen_values = true
+    )]
+    pub stride: String,
+    /// Zero padding: valid, same (odd K only), P on every side, or T,B,L,R.
+    #[arg(
+        long,
+        value_name = "valid|same|P|T,B,L,R",
+        default_value = "valid",
+        allow_hyphen_values = true
+    )]
+    pub padding: String,
+}
+
+impl StridePadding {
+    /// The parsed stride and padding; errors name the flag and the value.
+    pub fn parse(&self) -> Result<(usize, Padding), String> {
+        let stride =
+            parse_positive(&self.stride).map_err(|e| format!("--stride {}: {e}", self.stride))?;
+        let padding =
+            parse_padding(&self.padding).map_err(|e| format!("--padding {}: {e}", self.padding))?;
+        Ok((stride, padding))
+    }
+}
+
 /// Parses a space: `z2`, `c4` (`p4`) or `d4` (`p4m`).
 pub fn parse_space(s: &str) -> Result<Space, String> {
     s.parse::<Space>().map_err(|e| e.to_string())

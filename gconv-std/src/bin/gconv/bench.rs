@@ -32,7 +32,7 @@ use gconv_std::parallel::forward_into_threads;
 use gconv_std::{AnyConv, C4, D4, Pair, Space, Tensor};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
-use crate::args::{parse_padding, parse_positive, parse_space};
+use crate::args::{StridePadding, parse_positive, parse_space};
 
 /// The kernel every forward pass runs today.
 const PATH: &str = "direct";
@@ -91,22 +91,9 @@ pub struct Args {
         allow_hyphen_values = true
     )]
     iters: String,
-    /// Stride along both axes.
-    #[arg(
-        long,
-        value_name = "S",
-        default_value = "1",
-        allow_hyphen_values = true
-    )]
-    stride: String,
-    /// Zero padding: valid, same (odd K only), P on every side, or T,B,L,R.
-    #[arg(
-        long,
-        value_name = "valid|same|P|T,B,L,R",
-        default_value = "valid",
-        allow_hyphen_values = true
-    )]
-    padding: String,
+    /// Stride and padding.
+    #[command(flatten)]
+    conv: StridePadding,
     /// Seed of the random weights and input.
     #[arg(
         long,
@@ -130,8 +117,7 @@ pub fn run(args: Args) -> crate::Outcome {
     let size = number("--size", &args.size)?;
     let batch = number("--batch", &args.batch)?;
     let threads = number("--threads", &args.threads)?;
-    let stride = number("--stride", &args.stride)?;
-    let padding = parse_padding(&args.padding).map_err(|e| format!("--padding: {e}"))?;
+    let (stride, padding) = args.conv.parse()?;
     let iters = match args.iters.trim().parse::<usize>() {
         Ok(n) => n.max(1),
         Err(_) => return Err(format!("--iters: {:?} is not an integer", args.iters)),
@@ -188,7 +174,7 @@ pub fn run(args: Args) -> crate::Outcome {
         pair.name(),
         x.shape(),
         geometry.output_shape(),
-        args.padding.trim(),
+        args.conv.padding.trim(),
         geometry.macs()
     );
 

@@ -23,7 +23,7 @@ use gconv_std::{AnyConv, Padding, Pair, Pool2d, PoolKind, Space, Tensor};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::args::{parse_padding, parse_positive, parse_space, shape_text};
+use crate::args::{StridePadding, parse_padding, parse_positive, parse_space, shape_text};
 use crate::rule::equivariance_problems;
 
 /// Arguments of `gconv check`.
@@ -44,22 +44,9 @@ pub struct Args {
     /// Input width, for non-square maps (default: --size).
     #[arg(long, value_name = "W", allow_hyphen_values = true)]
     width: Option<String>,
-    /// Stride of conv layers that do not set their own.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value = "1",
-        allow_hyphen_values = true
-    )]
-    stride: String,
-    /// Padding of conv layers that do not set their own: valid, same, P or T,B,L,R.
-    #[arg(
-        long,
-        value_name = "valid|same|P|T,B,L,R",
-        default_value = "valid",
-        allow_hyphen_values = true
-    )]
-    padding: String,
+    /// Stride and padding.
+    #[command(flatten)]
+    conv: StridePadding,
     /// Input G-channels of the first layer and output G-channels of every conv layer.
     #[arg(long, value_name = "CI,CO", default_value = "2,2")]
     channels: String,
@@ -131,10 +118,7 @@ pub fn run(args: Args) -> crate::Outcome {
         Some(w) => parse_positive(w).map_err(|e| format!("--width {w}: {e}"))?,
         None => height,
     };
-    let stride =
-        parse_positive(&args.stride).map_err(|e| format!("--stride {}: {e}", args.stride))?;
-    let padding =
-        parse_padding(&args.padding).map_err(|e| format!("--padding {}: {e}", args.padding))?;
+    let (stride, padding) = args.conv.parse()?;
     let (c_in, c_out) = parse_channels(&args.channels)?;
     let seed: u64 = args.seed.trim().parse().map_err(|_| {
         format!(

@@ -21,7 +21,7 @@ use gconv_core::equivariance::layer_is_equivariant;
 use gconv_std::npy::{read_npy, write_npy};
 use gconv_std::{AnyConv, Padding, Pair, Space, Tensor};
 
-use crate::args::{parse_padding, parse_positive, parse_space, shape_text};
+use crate::args::{StridePadding, parse_space, shape_text};
 use crate::rule::equivariance_problems;
 
 /// Arguments of `gconv forward`.
@@ -47,22 +47,9 @@ pub struct Args {
     /// Bias .npy (float32 or float64): (C_out,), shared by the orientation planes.
     #[arg(long, value_name = "b.npy")]
     bias: Option<PathBuf>,
-    /// Stride along both axes.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value = "1",
-        allow_hyphen_values = true
-    )]
-    stride: String,
-    /// Zero padding: valid, same (odd K only), P on every side, or T,B,L,R.
-    #[arg(
-        long,
-        value_name = "valid|same|P|T,B,L,R",
-        default_value = "valid",
-        allow_hyphen_values = true
-    )]
-    padding: String,
+    /// Stride and padding.
+    #[command(flatten)]
+    conv: StridePadding,
     /// Output .npy (float32): (N, C_out, nto, H', W'); written only when all went well.
     #[arg(long, value_name = "y.npy")]
     output: PathBuf,
@@ -132,15 +119,12 @@ fn parse_settings(args: &Args) -> Result<Settings, String> {
     let to = parse_space(&args.to).map_err(|e| format!("--to {}: {e}", args.to))?;
     let pair =
         Pair::new(from, to).map_err(|e| format!("--from {} --to {}: {e}", args.from, args.to))?;
-    let stride =
-        parse_positive(&args.stride).map_err(|e| format!("--stride {}: {e}", args.stride))?;
-    let padding =
-        parse_padding(&args.padding).map_err(|e| format!("--padding {}: {e}", args.padding))?;
+    let (stride, padding) = args.conv.parse()?;
     Ok(Settings {
         pair,
         stride,
         padding,
-        padding_text: args.padding.trim().to_string(),
+        padding_text: args.conv.padding.trim().to_string(),
     })
 }
 

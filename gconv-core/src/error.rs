@@ -84,6 +84,38 @@ pub enum Error {
         /// The pooling window.
         window: usize,
     },
+    /// The fast path keeps its tap offsets in a fixed array: kernels larger than
+    /// `max` run on the direct path ([`crate::conv`]).
+    KernelTooLargeForFastPath {
+        /// The kernel size given.
+        kernel: usize,
+        /// The largest kernel the fast path takes.
+        max: usize,
+    },
+    /// The fast path tiles output planes `MR` at a time within one G-channel, so it
+    /// takes groups of order `MR` or `2*MR` (C4 and D4).
+    GroupOrderNotTileable {
+        /// The group's order.
+        order: usize,
+        /// The tile height `MR`.
+        tile: usize,
+    },
+    /// A range of output tiles that is reversed or reaches past the last tile.
+    TileRange {
+        /// First tile asked for.
+        start: usize,
+        /// One past the last tile asked for.
+        end: usize,
+        /// Number of tiles the layer has.
+        tiles: usize,
+    },
+    /// A micro-kernel that needs CPU features this build does not assume was asked
+    /// for through the compile-time entry point; detect the features at run time and
+    /// use the kernel's own entry point instead.
+    KernelNotCompiled {
+        /// The kernel's name.
+        kernel: &'static str,
+    },
 }
 
 impl fmt::Display for Buffer {
@@ -157,6 +189,26 @@ impl fmt::Display for Error {
                 "pooling padding {padding} is more than half the {window}x{window} window \
                  (at most {}): some windows would see only padding",
                 window / 2
+            ),
+            Error::KernelTooLargeForFastPath { kernel, max } => write!(
+                f,
+                "the fast path takes kernels up to {max}x{max}, got {kernel}x{kernel}: \
+                 use the direct path"
+            ),
+            Error::GroupOrderNotTileable { order, tile } => write!(
+                f,
+                "the fast path takes groups of order {tile} or {}, got order {order}: \
+                 use the direct path",
+                2 * tile
+            ),
+            Error::TileRange { start, end, tiles } => write!(
+                f,
+                "output tiles {start}..{end} are not a range inside 0..{tiles}"
+            ),
+            Error::KernelNotCompiled { kernel } => write!(
+                f,
+                "the {kernel} micro-kernel is not compiled into this build: detect the \
+                 CPU features at run time and call its own entry point"
             ),
             Error::SizeOverflow => {
                 f.write_str("a buffer size computed from the shape overflows usize")

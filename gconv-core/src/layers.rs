@@ -108,7 +108,7 @@ pub fn channel_affine(
     if item == 0 {
         return check_len(Buffer::Input, data.len(), 0);
     }
-    if data.len() % item != 0 {
+    if !data.len().is_multiple_of(item) {
         return Err(Error::BufferLength {
             buffer: Buffer::Input,
             expected: (data.len() / item + 1) * item,

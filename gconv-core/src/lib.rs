@@ -9,6 +9,8 @@
 //!
 //! * [`group`]: the groups, their `const` tables and the `const fn` index tables.
 //! * [`conv`]: lifting (Z2 -> G) and group (G -> G) convolutions, filter expansion.
+//! * [`fast`]: the register-tiled fast path (packed operands, portable and AVX2+FMA
+//!   micro-kernels) for the same four convolutions.
 //! * [`shape`]: padding, shapes, output and buffer sizes.
 //! * [`pool`]: spatial max and average pooling of Z2 and group maps.
 //! * [`layers`]: group pooling, per-channel affine (batch norm), ReLU, global average
@@ -32,12 +34,15 @@
 //! # Ok::<(), gconv_core::Error>(())
 //! ```
 #![no_std]
-#![forbid(unsafe_code)]
+// One `unsafe` block in the crate: the call of the AVX2+FMA kernel in builds that
+// enable those features at compile time (`fast::FastPlan::compute`). Tested under Miri.
+#![deny(unsafe_code)]
 
 pub mod conv;
 mod driver;
 pub mod equivariance;
 pub mod error;
+pub mod fast;
 pub mod group;
 pub mod layers;
 pub mod pool;

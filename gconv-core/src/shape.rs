@@ -49,7 +49,7 @@ impl Padding {
         match self {
             Padding::Valid => Ok([0; 4]),
             Padding::Same => {
-                if k % 2 == 0 {
+                if k.is_multiple_of(2) {
                     Err(Error::SameNeedsOddKernel { kernel: k })
                 } else {
                     let p = (k - 1) / 2;

@@ -1,0 +1,504 @@
+//! The fast forward path: a register-tiled direct convolution on a packed copy of the
+//! input and a packed copy of the expanded filter bank. Same result as
+//! [`conv`](crate::conv) up to rounding, for all four group pairs.
+//!
+//! # How it works
+//!
+//! A G-convolution is the planar cross-correlation of the expanded bank
+//! `(C_out*nto, C_in*nti, K, K)` with the input viewed as `C_in*nti` planes. The fast
+//! path turns that into a sequence of small dense products that stay in registers:
+//!
+//! 1. **Packed input** ([`FastPlan::pack_input`], once per image): each input plane is
+//!    zero-padded and split into its `s x s` stride phases (phase `(a, b)` holds the
+//!    padded samples at rows `a, a+s, ..` and columns `b, b+s, ..`), each phase a
+//!    `phase_h x phase_w` row-major block. With stride 1 there is one phase: the padded
+//!    plane itself. Every tap `(p, q)` of a strided convolution then reads one phase at
+//!    stride 1, at the constant offset
+//!    `tap_offset(p, q) = ((p % s)*s + q % s)*phase_h*phase_w + (p / s)*phase_w + q / s`.
+//! 2. **Flat output index**: output pixel `(y, x)` is computed at the flat index
+//!    `i = y*phase_w + x`, so that
+//!    `Y[c][i] = sum_{c', tap} bank[c][c'][tap] * packed[c'][tap_offset(tap) + i]`
+//!    is one contiguous run of `out_h * phase_w` outputs per plane. The columns
+//!    `x >= out_w` of that run are computed and dropped (about `(K-1)/s` per row).
+//! 3. **Micro-kernel** ([`Kernel`]): a tile of `MR = 4` output planes by `NR`
+//!    consecutive flat outputs is accumulated in registers over all `C_in*nti*K*K`
+//!    terms; each term is `MR` broadcasts of a weight times `NR / 8` vector loads of
+//!    the packed input, `MR * NR` multiply-adds. The tile is then written to the output
+//!    (bias added, dropped columns skipped).
+//! 4. **Packed bank** ([`FastPlan::pack_bank`], once per weight change): the expanded
+//!    bank reordered to `(C_out*nto / MR, C_in*nti, K*K, MR)`, so that a tile reads its
+//!    weights as one sequential stream.
+//!
+//! The order of the sum for each output is fixed (input plane, then tap, in row-major
+//! order), so the result does not depend on how tiles are shared between threads.
+//! It differs from the direct path only by rounding: each output is a sum of
+//! `C_in*nti*K*K` products plus the bias, accumulated in f32 (with FMA in the AVX2
+//! kernel).
+//!
+//! # Limits
+//!
+//! Kernels up to `K = 11` ([`MAX_KERNEL`]); the tap offsets live in a fixed array so
+//! that no allocation is needed.
+
+mod pack;
+mod tile;
+
+use core::ops::Range;
+
+use crate::error::{Buffer, Error, check_len};
+use crate::group::Group;
+use crate::shape::ConvGeometry;
+
+pub use tile::Kernel;
+
+/// Output planes per micro-kernel tile. Every `C_out*nto` is a multiple of it, since
+/// `nto = |G|` is 4 (C4) or 8 (D4).
+pub const MR: usize = 4;
+
+// A tile's `MR` planes are orientations of one G-channel, found with a shift.
+static_assertions::const_assert!(
+    crate::C4::ORDER.is_multiple_of(MR) && (crate::C4::ORDER / MR).is_power_of_two()
+);
+static_assertions::const_assert!(
+    crate::D4::ORDER.is_multiple_of(MR) && (crate::D4::ORDER / MR).is_power_of_two()
+);
+
+/// Largest kernel size the fast path takes (`K*K` tap offsets in a fixed array).
+pub const MAX_KERNEL: usize = 11;
+
+/// Flat outputs per tile of the widest kernel; the packed input has room for it.
+const NR_MAX: usize = 24;
+
+/// Everything the fast path derives from a layer's geometry: phase sizes, the flat
+/// output run, tap offsets and buffer lengths. Cheap to build (no allocation).
+#[derive(Clone, Debug)]
+pub struct FastPlan {
+    geo: ConvGeometry,
+    planes_in: usize,
+    planes_out: usize,
+    /// Rows and columns of each stride phase.
+    phase_h: usize,
+    phase_w: usize,
+    /// `s*s*phase_h*phase_w`: the distance between packed planes.
+    plane_len: usize,
+    /// `out_h * phase_w`: flat outputs per plane (dropped columns included).
+    n_flat: usize,
+    /// f32 of one packed image, room for the last tile's reads included.
+    packed_input_len: usize,
+    taps: [usize; MAX_KERNEL * MAX_KERNEL],
+    n_taps: usize,
+}
+
+impl FastPlan {
+    /// Derives the plan of a validated geometry.
+    ///
+    /// # Errors
+    /// [`Error::KernelTooLargeForFastPath`] for `K > MAX_KERNEL`;
+    /// [`Error::GroupOrderNotTileable`] for a group (implemented outside this crate)
+    /// whose order is not `MR` or `2*MR`; [`Error::SizeOverflow`]
+    /// if the packed input length overflows `usize`.
+    pub fn new(geo: &ConvGeometry) -> Result<Self, Error> {
+        let (k, s) = (geo.kernel(), geo.stride());
+        if k > MAX_KERNEL {
+            return Err(Error::KernelTooLargeForFastPath {
+                kernel: k,
+                max: MAX_KERNEL,
+            });
+        }
+        let nto = geo.nto();
+        if !nto.is_multiple_of(MR) || !(nto / MR).is_power_of_two() {
+            // Groups other than C4 and D4 (the trait is open).
+            return Err(Error::GroupOrderNotTileable {
+                order: nto,
+                tile: MR,
+            });
+        }
+        let (oh, ow) = (geo.out_height(), geo.out_width());
+        // Only the padded rows/columns some output reads: `(out-1)*s + K`.
+        let read_h = (oh - 1) * s + k;
+        let read_w = (ow - 1) * s + k;
+        let (phase_h, phase_w) = (read_h.div_ceil(s), read_w.div_ceil(s));
+        let planes_in = geo.in_channels() * geo.nti();
+        let planes_out = geo.out_channels() * geo.nto();
+        let overflow = || Error::SizeOverflow;
+        let phase_len = phase_h.checked_mul(phase_w).ok_or_else(overflow)?;
+        let plane_len = phase_len.checked_mul(s * s).ok_or_else(overflow)?;
+        let n_flat = oh.checked_mul(phase_w).ok_or_else(overflow)?;
+
+        let mut taps = [0usize; MAX_KERNEL * MAX_KERNEL];
+        for p in 0..k {
+            for q in 0..k {
+                let phase = (p % s) * s + q % s;
+                taps[p * k + q] = phase * phase_len + (p / s) * phase_w + q / s;
+            }
+        }
+        let max_tap = taps[..k * k].iter().copied().max().unwrap_or(0);
+        // The last tile of the last plane reads up to
+        // `(planes_in-1)*plane_len + max_tap + round_up(n_flat, NR_MAX)`.
+        let n_round = n_flat
+            .div_ceil(NR_MAX)
+            .checked_mul(NR_MAX)
+            .ok_or_else(overflow)?;
+        let body = planes_in.checked_mul(plane_len).ok_or_else(overflow)?;
+        let reach = (planes_in - 1)
+            .checked_mul(plane_len)
+            .and_then(|v| v.checked_add(max_tap))
+            .and_then(|v| v.checked_add(n_round))
+            .ok_or_else(overflow)?;
+        Ok(FastPlan {
+            geo: *geo,
+            planes_in,
+            planes_out,
+            phase_h,
+            phase_w,
+            plane_len,
+            n_flat,
+            packed_input_len: body.max(reach),
+            taps,
+            n_taps: k * k,
+        })
+    }
+
+    /// The geometry this plan was made for.
+    pub const fn geometry(&self) -> &ConvGeometry {
+        &self.geo
+    }
+
+    /// Length (f32) of the packed bank: `C_out*nto * C_in*nti * K*K`, the same as the
+    /// expanded bank.
+    pub const fn packed_bank_len(&self) -> usize {
+        self.geo.bank_len()
+    }
+
+    /// Length (f32) of one packed input image: the scratch [`FastPlan::forward`] needs.
+    pub const fn packed_input_len(&self) -> usize {
+        self.packed_input_len
+    }
+
+    /// Number of `MR`-plane output tiles: `C_out*nto / MR`. [`FastPlan::compute`]
+    /// takes a range of them.
+    pub const fn plane_tiles(&self) -> usize {
+        self.planes_out / MR
+    }
+
+    /// Output values of one image: `C_out*nto*H'*W'`.
+    pub const fn image_output_len(&self) -> usize {
+        self.planes_out * self.geo.out_height() * self.geo.out_width()
+    }
+
+    /// Input values of one image: `C_in*nti*H*W`.
+    pub const fn image_input_len(&self) -> usize {
+        self.planes_in * self.geo.height() * self.geo.width()
+    }
+
+    /// Multiply-adds the fast path actually runs per image, dropped columns included
+    /// (compare with [`ConvGeometry::macs`] for the useful ones).
+    pub const fn macs_run_per_image(&self) -> usize {
+        self.planes_out * self.planes_in * self.n_taps * self.n_flat
+    }
+
+    /// Reorders the expanded OIHW `bank` `(C_out*nto, C_in*nti, K, K)` into `packed`
+    /// `(C_out*nto/MR, C_in*nti, K*K, MR)`. Run once per weight change.
+    ///
+    /// # Errors
+    /// [`Error::BufferLength`] when `bank` or `packed` is not exactly
+    /// [`packed_bank_len`](Self::packed_bank_len) long; nothing is written then.
+    pub fn pack_bank(&self, bank: &[f32], packed: &mut [f32]) -> Result<(), Error> {
+        check_len(Buffer::Bank, bank.len(), self.packed_bank_len())?;
+        check_len(Buffer::Scratch, packed.len(), self.packed_bank_len())?;
+        pack::pack_bank(bank, packed, self.planes_in, self.n_taps);
+        Ok(())
+    }
+
+    /// Pads, phase-splits and flattens one input image `(C_in*nti, H, W)` into
+    /// `packed` (see the [module docs](self)). Every element of `packed` is written.
+    ///
+    /// # Errors
+    /// [`Error::BufferLength`] when `image` is not exactly
+    /// [`image_input_len`](Self::image_input_len) long or `packed` is shorter than
+    /// [`packed_input_len`](Self::packed_input_len); nothing is written then.
+    pub fn pack_input(&self, image: &[f32], packed: &mut [f32]) -> Result<(), Error> {
+        check_len(Buffer::Input, image.len(), self.image_input_len())?;
+        let packed = self.scratch(packed)?;
+        pack::pack_input(self, image, packed);
+        Ok(())
+    }
+
+    /// Computes the output planes of tiles `tiles` (planes `tiles.start*MR ..
+    /// tiles.end*MR`) of one image from its packed input, with `kernel`, into
+    /// `out` (exactly those planes, `(tiles.len()*MR, H', W')`). Every element of
+    /// `out` is written.
+    ///
+    /// `kernel` must be [`Kernel::Portable`] or a kernel compiled into this build
+    /// ([`Kernel::compiled`]); a kernel that needs CPU features the build does not
+    /// assume is reached through its own entry point (for AVX2+FMA,
+    /// [`compute_avx2_fma`](Self::compute_avx2_fma)) after run-time detection.
+    ///
+    /// # Errors
+    /// [`Error::BufferLength`] for a wrong buffer length (`packed_input` shorter than
+    /// [`packed_input_len`](Self::packed_input_len), `packed_bank` not
+    /// [`packed_bank_len`](Self::packed_bank_len), `bias` not `C_out`, `out` not the
+    /// tiles' planes), [`Error::TileRange`] for tiles past
+    /// [`plane_tiles`](Self::plane_tiles), [`Error::KernelNotCompiled`] for a kernel
+    /// this build cannot call safely. Nothing is written on error.
+    pub fn compute(
+        &self,
+        kernel: Kernel,
+        packed_input: &[f32],
+        packed_bank: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+        tiles: Range<usize>,
+    ) -> Result<(), Error> {
+        self.check_compute(packed_input, packed_bank, bias, out, &tiles)?;
+        match kernel {
+            Kernel::Portable => {
+                tile::drive_portable(self, packed_input, packed_bank, bias, out, tiles);
+                Ok(())
+            }
+            Kernel::Avx2Fma => {
+                #[cfg(all(
+                    target_arch = "x86_64",
+                    target_feature = "avx2",
+                    target_feature = "fma"
+                ))]
+                {
+                    // SAFETY: this arm is compiled only when the build enables `avx2` and
+                    // `fma` for every function (`-C target-feature` / `target-cpu`), so
+                    // the CPU running this code has them; that is the one requirement
+                    // of the `#[target_feature]` function, which is otherwise safe Rust.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        tile::drive_avx2_fma(self, packed_input, packed_bank, bias, out, tiles);
+                    }
+                    Ok(())
+                }
+                #[cfg(not(all(
+                    target_arch = "x86_64",
+                    target_feature = "avx2",
+                    target_feature = "fma"
+                )))]
+                Err(Error::KernelNotCompiled { kernel: "avx2-fma" })
+            }
+        }
+    }
+
+    /// [`compute`](Self::compute) with the AVX2+FMA kernel, for callers that detected
+    /// the CPU features at run time. Same arguments, errors and result.
+    ///
+    /// # Safety
+    /// Calling it is safe inside code compiled with `avx2` and `fma` enabled; anywhere
+    /// else the caller must make sure the CPU has both (`is_x86_feature_detected!`):
+    /// the function itself is safe Rust, the only obligation is the CPU feature.
+    ///
+    /// # Errors
+    /// As [`compute`](Self::compute).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    pub fn compute_avx2_fma(
+        &self,
+        packed_input: &[f32],
+        packed_bank: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+        tiles: Range<usize>,
+    ) -> Result<(), Error> {
+        self.check_compute(packed_input, packed_bank, bias, out, &tiles)?;
+        tile::drive_avx2_fma(self, packed_input, packed_bank, bias, out, tiles);
+        Ok(())
+    }
+
+    /// Whole forward pass with the best kernel compiled into this build
+    /// ([`Kernel::compiled`]): for each image, pack the input into `scratch`, then
+    /// compute every tile. `input` is `(N, C_in, nti, H, W)`, `output`
+    /// `(N, C_out, nto, H', W')`, `packed_bank` from [`pack_bank`](Self::pack_bank).
+    ///
+    /// # Errors
+    /// [`Error::BufferLength`] when `input`, `packed_bank`, `bias` or `output` does not
+    /// have exactly its length, or `scratch` is shorter than
+    /// [`packed_input_len`](Self::packed_input_len). Nothing is written to `output`
+    /// on error.
+    pub fn forward(
+        &self,
+        input: &[f32],
+        packed_bank: &[f32],
+        bias: Option<&[f32]>,
+        output: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<(), Error> {
+        check_len(Buffer::Input, input.len(), self.geo.input_len())?;
+        check_len(Buffer::Output, output.len(), self.geo.output_len())?;
+        check_len(Buffer::Bank, packed_bank.len(), self.packed_bank_len())?;
+        if let Some(b) = bias {
+            check_len(Buffer::Bias, b.len(), self.geo.bias_len())?;
+        }
+        let packed = self.scratch(scratch)?;
+        let (in_len, out_len) = (self.image_input_len(), self.image_output_len());
+        if in_len == 0 || out_len == 0 {
+            return Ok(());
+        }
+        for (image, out) in input
+            .chunks_exact(in_len)
+            .zip(output.chunks_exact_mut(out_len))
+        {
+            pack::pack_input(self, image, packed);
+            self.compute(
+                Kernel::compiled(),
+                packed,
+                packed_bank,
+                bias,
+                out,
+                0..self.plane_tiles(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn scratch<'a>(&self, scratch: &'a mut [f32]) -> Result<&'a mut [f32], Error> {
+        let found = scratch.len();
+        scratch
+            .get_mut(..self.packed_input_len)
+            .ok_or(Error::BufferLength {
+                buffer: Buffer::Scratch,
+                expected: self.packed_input_len,
+                found,
+            })
+    }
+
+    fn check_compute(
+        &self,
+        packed_input: &[f32],
+        packed_bank: &[f32],
+        bias: Option<&[f32]>,
+        out: &[f32],
+        tiles: &Range<usize>,
+    ) -> Result<(), Error> {
+        if tiles.start > tiles.end || tiles.end > self.plane_tiles() {
+            return Err(Error::TileRange {
+                start: tiles.start,
+                end: tiles.end,
+                tiles: self.plane_tiles(),
+            });
+        }
+        if packed_input.len() < self.packed_input_len {
+            return Err(Error::BufferLength {
+                buffer: Buffer::Scratch,
+                expected: self.packed_input_len,
+                found: packed_input.len(),
+            });
+        }
+        check_len(Buffer::Bank, packed_bank.len(), self.packed_bank_len())?;
+        if let Some(b) = bias {
+            check_len(Buffer::Bias, b.len(), self.geo.bias_len())?;
+        }
+        let plane = self.geo.out_height() * self.geo.out_width();
+        check_len(Buffer::Output, out.len(), tiles.len() * MR * plane)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::{expand::expand_filter_bank, group::group_conv_expanded};
+    use crate::shape::{ConvShape, Domain, Padding};
+    use crate::{C4, D4, Group};
+
+    /// Small deterministic pseudo-random values in [-1, 1).
+    fn fill(buf: &mut [f32], mut seed: u32) {
+        for v in buf {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *v = (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0;
+        }
+    }
+
+    fn compare<G: Group>(shape: ConvShape, kernel: Kernel) {
+        let geo = shape.geometry::<G>(Domain::Group).unwrap();
+        let plan = FastPlan::new(&geo).unwrap();
+        let mut x = [0.0f32; 4096];
+        let mut w = [0.0f32; 4096];
+        let mut bank = [0.0f32; 8192];
+        let mut packed = [0.0f32; 8192];
+        let mut scratch = [f32::NAN; 8192];
+        let mut direct = [0.0f32; 8192];
+        let mut fast = [f32::NAN; 8192];
+        let (x, w) = (&mut x[..geo.input_len()], &mut w[..geo.weight_len()]);
+        fill(x, 1);
+        fill(w, 2);
+        let bias = [0.5f32, -0.25, 1.0];
+        let bias = Some(&bias[..geo.bias_len()]);
+        let bank = &mut bank[..geo.bank_len()];
+        expand_filter_bank::<G>(
+            Domain::Group,
+            3.min(shape.out_channels),
+            shape.in_channels,
+            shape.kernel,
+            w,
+            bank,
+        )
+        .unwrap();
+        let direct = &mut direct[..geo.output_len()];
+        group_conv_expanded::<G>(&shape, x, bank, bias, direct).unwrap();
+        let packed = &mut packed[..plan.packed_bank_len()];
+        plan.pack_bank(bank, packed).unwrap();
+        let fast = &mut fast[..geo.output_len()];
+        let scratch = &mut scratch[..plan.packed_input_len()];
+        let in_len = plan.image_input_len();
+        let out_len = plan.image_output_len();
+        for n in 0..shape.batch {
+            plan.pack_input(&x[n * in_len..(n + 1) * in_len], scratch)
+                .unwrap();
+            plan.compute(
+                kernel,
+                scratch,
+                packed,
+                bias,
+                &mut fast[n * out_len..(n + 1) * out_len],
+                0..plan.plane_tiles(),
+            )
+            .unwrap();
+        }
+        let terms = (geo.terms_per_output() + 2) as f32;
+        for (i, (a, b)) in direct.iter().zip(fast.iter()).enumerate() {
+            assert!(
+                (a - b).abs() <= terms * 4.0 * f32::EPSILON * 4.0,
+                "{shape:?} output {i}: direct {a} fast {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn portable_matches_direct_path() {
+        for k in 1..=4 {
+            for stride in 1..=3 {
+                for padding in [
+                    Padding::Valid,
+                    Padding::symmetric(1),
+                    Padding::Explicit {
+                        top: 1,
+                        bottom: 2,
+                        left: 0,
+                        right: 3,
+                    },
+                ] {
+                    for (h, w) in [(7, 8), (9, 9), (5, 11)] {
+                        let shape = ConvShape {
+                            batch: 2,
+                            in_channels: 2,
+                            out_channels: 3,
+                            height: h,
+                            width: w,
+                            kernel: k,
+                            stride,
+                            padding,
+                        };
+                        compare::<C4>(shape, Kernel::Portable);
+                        compare::<D4>(shape, Kernel::Portable);
+                        if Kernel::compiled() == Kernel::Avx2Fma {
+                            compare::<C4>(shape, Kernel::Avx2Fma);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

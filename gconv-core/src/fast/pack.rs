@@ -1,0 +1,78 @@
+//! Packing the operands of the fast path: the bank once per weight change, the input
+//! once per image. Plain copies; the callers in `mod.rs` have checked every length.
+
+use super::{FastPlan, MR};
+
+/// `bank (planes_out, planes_in, taps)` (OIHW, `taps = K*K`) to
+/// `packed (planes_out/MR, planes_in, taps, MR)`.
+///
+/// `packed[((t*planes_in + c)*taps + k)*MR + m] = bank[((t*MR + m)*planes_in + c)*taps + k]`.
+pub(super) fn pack_bank(bank: &[f32], packed: &mut [f32], planes_in: usize, taps: usize) {
+    let filter = planes_in * taps;
+    if filter == 0 {
+        return;
+    }
+    for (bank_tile, packed_tile) in bank
+        .chunks_exact(MR * filter)
+        .zip(packed.chunks_exact_mut(MR * filter))
+    {
+        // `packed_tile` is (filter, MR): column m is output plane m of the tile.
+        for (m, plane) in bank_tile.chunks_exact(filter).enumerate() {
+            for (row, &w) in packed_tile.chunks_exact_mut(MR).zip(plane) {
+                if let Some(slot) = row.get_mut(m) {
+                    *slot = w;
+                }
+            }
+        }
+    }
+}
+
+/// One image `(planes_in, H, W)` to its packed form: for every plane, the `s*s` stride
+/// phases of the zero-padded plane, each `phase_h x phase_w`, then zeros up to
+/// `packed.len()` (the room the last tile reads).
+///
+/// Padded sample `(i, j)` (input `(i - top, j - left)`, zero outside) goes to phase
+/// `(i % s, j % s)`, row `i / s`, column `j / s`. Rows and columns that no output reads
+/// (`i >= phase_h*s` region past the read extent) are not stored.
+pub(super) fn pack_input(plan: &FastPlan, image: &[f32], packed: &mut [f32]) {
+    let geo = &plan.geo;
+    let (h, w, s) = (geo.height(), geo.width(), geo.stride());
+    let [top, _, left, _] = geo.padding();
+    let (ph, pw) = (plan.phase_h, plan.phase_w);
+    let phase_len = ph * pw;
+    packed.fill(0.0);
+    if h == 0 || w == 0 {
+        return;
+    }
+    for (plane, dst) in image
+        .chunks_exact(h * w)
+        .zip(packed.chunks_mut(plan.plane_len))
+    {
+        for (y, row) in plane.chunks_exact(w).enumerate() {
+            let i = y + top;
+            let (a, r) = (i % s, i / s);
+            if r >= ph {
+                break;
+            }
+            if s == 1 {
+                // One phase: the padded row, `left` zeros first.
+                let start = r * pw + left;
+                let n = w.min(pw.saturating_sub(left));
+                if let Some(d) = dst.get_mut(start..start + n) {
+                    d.copy_from_slice(&row[..n]);
+                }
+                continue;
+            }
+            for (x, &v) in row.iter().enumerate() {
+                let j = x + left;
+                let (b, c) = (j % s, j / s);
+                if c >= pw {
+                    break;
+                }
+                if let Some(d) = dst.get_mut((a * s + b) * phase_len + r * pw + c) {
+                    *d = v;
+                }
+            }
+        }
+    }
+}

@@ -251,6 +251,32 @@ impl AnyConv {
         each!(self, l => l.forward_into(x, out))
     }
 
+    /// See [`GConv::set_path`](crate::GConv::set_path).
+    pub fn set_path(&mut self, path: crate::ConvPath) {
+        each!(self, l => l.set_path(path))
+    }
+
+    /// See [`GConv::path`](crate::GConv::path).
+    pub fn path(&self) -> crate::ConvPath {
+        each!(self, l => l.path())
+    }
+
+    /// See [`GConv::path_name`](crate::GConv::path_name).
+    ///
+    /// # Errors
+    /// As [`GConv::path_name`](crate::GConv::path_name).
+    pub fn path_name(&self, input_shape: &[usize]) -> Result<String, Error> {
+        each!(self, l => l.path_name(input_shape))
+    }
+
+    /// See [`GConv::fast_plan`](crate::GConv::fast_plan).
+    ///
+    /// # Errors
+    /// As [`GConv::fast_plan`](crate::GConv::fast_plan).
+    pub fn fast_plan(&self, input_shape: &[usize]) -> Result<gconv_core::fast::FastPlan, Error> {
+        each!(self, l => l.fast_plan(input_shape))
+    }
+
     /// See [`GConv::geometry`](crate::GConv::geometry).
     ///
     /// # Errors

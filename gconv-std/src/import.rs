@@ -351,7 +351,7 @@ fn structure_error(
 pub fn bias_from_bank(pair: Pair, bias: &[f32], tolerance: f32) -> Result<Vec<f32>, Error> {
     check_tolerance(tolerance)?;
     let nto = pair.to().planes();
-    if bias.is_empty() || bias.len() % nto != 0 {
+    if bias.is_empty() || !bias.len().is_multiple_of(nto) {
         return Err(Error::Shape {
             tensor: "bias",
             expected: format!("(C_out*{nto},) for a {} layer, nonzero", pair.name()),

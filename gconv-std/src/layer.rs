@@ -5,6 +5,10 @@
 //! `(C_out,)` and caches the expanded OIHW bank `(C_out*|G|, C_in*nti, K, K)`, which is
 //! recomputed whenever the weights change. The bank is `|G|` times larger than the
 //! weight but holds no new parameters: every entry is a copy of a raw weight.
+//!
+//! The layer also caches the bank in the fast path's packed layout
+//! ([`gconv_core::fast::pack_bank`]), packed once per weight change, and runs the
+//! path chosen by [`ConvPath`] (by default the fast path wherever it applies).
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -12,6 +16,7 @@ use core::marker::PhantomData;
 use gconv_core::conv::expand::{expand_filter_bank, expanded_bank_len};
 use gconv_core::conv::{group::group_conv_expanded, lifting::lifting_conv_expanded};
 use gconv_core::equivariance::layer_is_equivariant;
+use gconv_core::fast::{FastPlan, pack_bank};
 use gconv_core::{C4, ConvGeometry, ConvShape, D4, Dim, Domain, Group, Padding};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
@@ -52,7 +57,50 @@ pub struct GConv<G: Group, D: InputDomain> {
     weight: Tensor,
     bias: Option<Vec<f32>>,
     bank: Vec<f32>,
+    packed: Vec<f32>,
+    path: ConvPath,
     _pair: PhantomData<(G, D)>,
+}
+
+/// Which forward pass a layer runs. Both compute the same sums; they round
+/// differently (see [`gconv_core::fast`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ConvPath {
+    /// The fast path wherever it applies (kernels up to
+    /// [`MAX_KERNEL`](gconv_core::fast::MAX_KERNEL)), else the direct one.
+    #[default]
+    Auto,
+    /// The direct expanded-bank correlation ([`gconv_core::conv`]): no scratch, a
+    /// tap-by-tap `axpy`, about 10% of the FMA peak.
+    Direct,
+    /// The register-tiled fast path ([`gconv_core::fast`]) with the best micro-kernel
+    /// the CPU has ([`crate::fast::kernel`]); an error for layers it cannot take.
+    Fast,
+}
+
+impl ConvPath {
+    /// Parses `auto`, `direct` or `fast`.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] for anything else.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        match text {
+            "auto" => Ok(ConvPath::Auto),
+            "direct" => Ok(ConvPath::Direct),
+            "fast" => Ok(ConvPath::Fast),
+            other => Err(Error::Usage(format!(
+                "unknown path `{other}`: use auto, direct or fast"
+            ))),
+        }
+    }
+}
+
+/// The path a forward pass resolved to for one input shape. A short-lived stack
+/// value; boxing the plan (about 1 KiB of tap offsets) would allocate on every call.
+#[allow(clippy::large_enum_variant)]
+enum Resolved {
+    Direct,
+    Fast(FastPlan),
 }
 
 /// Lifting convolution Z2 -> G.
@@ -122,6 +170,8 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
             weight,
             bias,
             bank: Vec::new(),
+            packed: Vec::new(),
+            path: ConvPath::Auto,
             _pair: PhantomData,
         };
         layer.refresh_bank()?;
@@ -161,8 +211,70 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
             &mut bank,
         )
         .map_err(|e| self.core_error(e))?;
+        let mut packed = vec![0.0; len];
+        pack_bank(self.bank_shape(), &bank, &mut packed).map_err(|e| self.core_error(e))?;
         self.bank = bank;
+        self.packed = packed;
         Ok(())
+    }
+
+    /// `[C_out*|G|, C_in*nti, K, K]`.
+    fn bank_shape(&self) -> [usize; 4] {
+        [
+            self.out_channels * G::ORDER,
+            self.in_channels * Self::NTI,
+            self.kernel,
+            self.kernel,
+        ]
+    }
+
+    /// The forward path this layer runs (default [`ConvPath::Auto`]).
+    pub fn path(&self) -> ConvPath {
+        self.path
+    }
+
+    /// Chooses the forward path. Results of the two paths agree within rounding.
+    pub fn set_path(&mut self, path: ConvPath) {
+        self.path = path;
+    }
+
+    /// The bank in the fast path's packed layout `(C_out*|G|/MR, C_in*nti, K*K, MR)`.
+    pub fn packed_bank(&self) -> &[f32] {
+        &self.packed
+    }
+
+    /// The fast path's plan for an input of `input_shape`.
+    ///
+    /// # Errors
+    /// As [`geometry`](Self::geometry); [`Error::Core`] when the fast path cannot take
+    /// the layer (kernel larger than [`MAX_KERNEL`](gconv_core::fast::MAX_KERNEL)).
+    pub fn fast_plan(&self, input_shape: &[usize]) -> Result<FastPlan, Error> {
+        let geo = self.geometry(input_shape)?;
+        FastPlan::new(&geo).map_err(|e| self.core_error(e))
+    }
+
+    fn resolve(&self, geo: &ConvGeometry) -> Result<Resolved, Error> {
+        match self.path {
+            ConvPath::Direct => Ok(Resolved::Direct),
+            ConvPath::Fast => FastPlan::new(geo)
+                .map(Resolved::Fast)
+                .map_err(|e| self.core_error(e)),
+            ConvPath::Auto => Ok(FastPlan::new(geo).map_or(Resolved::Direct, Resolved::Fast)),
+        }
+    }
+
+    /// What a forward pass on `input_shape` runs, as printed by `gconv bench`:
+    /// `direct`, or `fast-<kernel>` (`fast-avx2-fma`, `fast-portable`).
+    ///
+    /// # Errors
+    /// As [`geometry`](Self::geometry); for [`ConvPath::Fast`], as
+    /// [`fast_plan`](Self::fast_plan).
+    pub fn path_name(&self, input_shape: &[usize]) -> Result<String, Error> {
+        let geo = self.geometry(input_shape)?;
+        Ok(match self.resolve(&geo)? {
+            Resolved::Direct => "direct".to_string(),
+            Resolved::Fast(_) => format!("fast-{}", crate::fast::kernel().name()),
+        })
     }
 
     fn core_error(&self, source: gconv_core::Error) -> Error {
@@ -236,6 +348,7 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
                 .as_ref()
                 .map(|b| b.iter().map(|v| v.abs()).collect()),
             bank: self.bank.iter().map(|v| v.abs()).collect(),
+            packed: self.packed.iter().map(|v| v.abs()).collect(),
             ..self.clone()
         }
     }
@@ -309,12 +422,51 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
     /// [`gconv_core::Error::BufferLength`] when `out` has the wrong length.
     pub fn forward_into(&self, x: &Tensor, out: &mut [f32]) -> Result<(), Error> {
         let shape = self.conv_shape(x.shape())?;
-        let (input, bank, bias) = (x.data(), self.bank.as_slice(), self.bias());
-        match D::DOMAIN {
-            Domain::Z2 => lifting_conv_expanded::<G>(&shape, input, bank, bias, out),
-            Domain::Group => group_conv_expanded::<G>(&shape, input, bank, bias, out),
+        let geo = shape
+            .geometry::<G>(D::DOMAIN)
+            .map_err(|e| self.core_error(e))?;
+        let (input, bias) = (x.data(), self.bias());
+        match self.resolve(&geo)? {
+            Resolved::Fast(plan) => {
+                let kernel = crate::fast::kernel();
+                crate::fast::forward(&plan, kernel, input, &self.packed, bias, out)
+            }
+            Resolved::Direct => match D::DOMAIN {
+                Domain::Z2 => lifting_conv_expanded::<G>(&shape, input, &self.bank, bias, out),
+                Domain::Group => group_conv_expanded::<G>(&shape, input, &self.bank, bias, out),
+            },
         }
         .map_err(|e| self.core_error(e))
+    }
+
+    /// [`forward_into`](Self::forward_into) split over the current rayon pool
+    /// (`rayon::ThreadPool::install` to choose one): the fast path by images or by
+    /// output-plane tiles ([`crate::fast::forward_par`]); the direct path runs on the
+    /// calling thread. Returns the number of pieces run in parallel. The output is
+    /// bitwise identical to [`forward_into`](Self::forward_into).
+    ///
+    /// # Errors
+    /// As [`forward_into`](Self::forward_into).
+    #[cfg(feature = "rayon")]
+    pub fn forward_into_par(&self, x: &Tensor, out: &mut [f32]) -> Result<usize, Error> {
+        let geo = self.geometry(x.shape())?;
+        match self.resolve(&geo)? {
+            Resolved::Fast(plan) => {
+                let kernel = crate::fast::kernel();
+                crate::fast::forward_par(&plan, kernel, x.data(), &self.packed, self.bias(), out)
+                    .map_err(|e| self.core_error(e))
+            }
+            Resolved::Direct => self.forward_into(x, out).map(|()| 1),
+        }
+    }
+
+    /// Whether a forward pass on `input_shape` runs the fast path.
+    ///
+    /// # Errors
+    /// As [`path_name`](Self::path_name).
+    pub fn runs_fast_path(&self, input_shape: &[usize]) -> Result<bool, Error> {
+        let geo = self.geometry(input_shape)?;
+        Ok(matches!(self.resolve(&geo)?, Resolved::Fast(_)))
     }
 }
 
@@ -372,14 +524,14 @@ fn check_weight<G: Group, D: InputDomain>(
             });
         }
     };
-    if let Some(b) = bias {
-        if b.len() != c_out {
-            return Err(Error::Shape {
-                tensor: "bias",
-                expected: format!("({c_out},)"),
-                found: vec![b.len()],
-            });
-        }
+    if let Some(b) = bias
+        && b.len() != c_out
+    {
+        return Err(Error::Shape {
+            tensor: "bias",
+            expected: format!("({c_out},)"),
+            found: vec![b.len()],
+        });
     }
     Ok((c_out, c_in, k))
 }

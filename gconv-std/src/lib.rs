@@ -19,10 +19,13 @@
 //! assert!(err < 1e-4);
 //! # Ok::<(), gconv_std::Error>(())
 //! ```
-#![forbid(unsafe_code)]
+// One `unsafe` block: the call of the AVX2+FMA kernel after run-time detection
+// (`fast::compute`). Tested under Miri.
+#![deny(unsafe_code)]
 
 pub mod any;
 pub mod error;
+pub mod fast;
 pub mod import;
 pub mod layer;
 pub mod model;
@@ -38,7 +41,9 @@ pub mod transform;
 pub use any::{AnyConv, Pair, Space, parse_padding};
 pub use error::Error;
 pub use gconv_core::{self, C4, D4, Group, Padding};
-pub use layer::{C4ToC4, D4ToD4, FromGroup, FromZ2, GConv, GroupConv, LiftingConv, Z2ToC4, Z2ToD4};
+pub use layer::{
+    C4ToC4, ConvPath, D4ToD4, FromGroup, FromZ2, GConv, GroupConv, LiftingConv, Z2ToC4, Z2ToD4,
+};
 pub use model::{Feature, Layer, Model};
 pub use parallel::forward_into_threads;
 pub use params::LayerParams;

@@ -90,14 +90,14 @@ impl Dense {
     pub fn new(weight: Tensor, bias: Option<Vec<f32>>) -> Result<Self, Error> {
         match *weight.shape() {
             [o, i] if o > 0 && i > 0 => {
-                if let Some(b) = &bias {
-                    if b.len() != o {
-                        return Err(Error::Shape {
-                            tensor: "dense bias",
-                            expected: format!("({o},)"),
-                            found: vec![b.len()],
-                        });
-                    }
+                if let Some(b) = &bias
+                    && b.len() != o
+                {
+                    return Err(Error::Shape {
+                        tensor: "dense bias",
+                        expected: format!("({o},)"),
+                        found: vec![b.len()],
+                    });
                 }
                 Ok(Dense { weight, bias })
             }

@@ -1,7 +1,11 @@
-//! Multi-threaded forward pass on `std::thread::scope`, bitwise identical to the
-//! single-threaded one.
+//! Multi-threaded forward pass, bitwise identical to the single-threaded one.
 //!
-//! # How the work is split
+//! A layer on the fast path (the default wherever it applies) runs on a rayon pool of
+//! the requested size, split by images or by output-plane tiles as described in
+//! [`crate::fast`]; without the `rayon` feature it runs on the calling thread. A layer
+//! on the direct path is split on `std::thread::scope` as follows.
+//!
+//! # How the direct path is split
 //!
 //! The output `(N, C_out, |G|, H', W')` is a sequence of `N * C_out` blocks, one per
 //! (image, output G-channel) pair, in C order: block `u = n * C_out + o` holds the
@@ -35,13 +39,17 @@ use crate::tensor::Tensor;
 
 /// Forward pass of `layer` on `x` into `out` (layout `(N, C_out, |G|, H', W')`, exactly
 /// [`output_len`](ConvGeometry::output_len) values) on up to `threads` threads; see
-/// the [module docs](self) for the split. Returns the number of threads that ran:
-/// `min(threads, N * C_out)`, at least 1 (there are only `N * C_out` blocks to share
-/// out). With one thread this is [`AnyConv::forward_into`] on the calling thread;
-/// with `T > 1`, `T - 1` scoped threads are spawned and the calling thread takes the
-/// first run. The threads are spawned on every call (their start-up cost is part of
-/// the call's time); besides them, a call allocates only three vectors of `T` small
-/// entries (the runs, the join handles, the results), and nothing with one thread.
+/// the [module docs](self) for the split. Returns the number of threads that had
+/// work, at least 1 and at most `threads`:
+///
+/// * fast path: `min(threads, N)` pieces of whole images when `N >= threads`, else
+///   the number of tile ranges each image's `C_out*|G|/4` output-plane tiles were cut
+///   into. The pool is built on the first call with a given count and reused.
+/// * direct path: `min(threads, N * C_out)` (there are only `N * C_out` blocks to
+///   share out); `T - 1` scoped threads are spawned on every call (their start-up cost
+///   is part of the call's time) and the calling thread takes the first run.
+///
+/// With one thread this is [`AnyConv::forward_into`] on the calling thread.
 ///
 /// The output is bitwise identical to [`AnyConv::forward_into`] for every thread
 /// count.
@@ -118,6 +126,9 @@ fn forward_split<G: Group, D: InputDomain>(
         ));
     }
     let geo = layer.geometry(x.shape())?;
+    if layer.runs_fast_path(x.shape())? {
+        return forward_fast(layer, x, out, threads);
+    }
     let blocks = geo.batch() * geo.out_channels();
     let threads = threads.min(blocks).max(1);
     if threads == 1 || out.len() != geo.output_len() {
@@ -162,6 +173,45 @@ fn forward_split<G: Group, D: InputDomain>(
         })?;
     }
     Ok(threads)
+}
+
+/// The fast path on a rayon pool of `threads` threads (kept for later calls with the
+/// same count), or on the calling thread without the `rayon` feature.
+fn forward_fast<G: Group, D: InputDomain>(
+    layer: &GConv<G, D>,
+    x: &Tensor,
+    out: &mut [f32],
+    threads: usize,
+) -> Result<usize, Error> {
+    #[cfg(feature = "rayon")]
+    {
+        if threads > 1 {
+            let pool = pool(threads)?;
+            return pool.install(|| layer.forward_into_par(x, out));
+        }
+    }
+    let _ = threads;
+    layer.forward_into(x, out).map(|()| 1)
+}
+
+/// A rayon pool of exactly `threads` threads, built on first use and kept.
+#[cfg(feature = "rayon")]
+fn pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>, Error> {
+    use std::sync::{Arc, Mutex};
+    static POOLS: Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
+    let mut pools = POOLS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, p)) = pools.iter().find(|(n, _)| *n == threads) {
+        return Ok(Arc::clone(p));
+    }
+    let p = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start {threads} threads: {e}")))?;
+    let p = Arc::new(p);
+    pools.push((threads, Arc::clone(&p)));
+    Ok(p)
 }
 
 /// Computes the blocks `u0..u1` into `run` (their part of the output, in order).
@@ -229,8 +279,14 @@ mod tests {
     #[test]
     fn every_thread_count_is_bitwise_identical_to_one_thread() {
         for pair in PAIRS {
-            for (padding, stride) in [(Padding::Same, 1), (Padding::Valid, 2)] {
-                let l = layer(pair, 3, 5, padding, stride);
+            for (padding, stride, path) in [
+                (Padding::Same, 1, crate::ConvPath::Fast),
+                (Padding::Valid, 2, crate::ConvPath::Fast),
+                (Padding::Same, 1, crate::ConvPath::Direct),
+                (Padding::Valid, 2, crate::ConvPath::Direct),
+            ] {
+                let mut l = layer(pair, 3, 5, padding, stride);
+                l.set_path(path);
                 for batch in [1, 3] {
                     let x = input(pair, batch, 3, 7);
                     let expected = l.forward(&x).unwrap();
@@ -238,7 +294,7 @@ mod tests {
                     for threads in 1..=4 {
                         let mut out = vec![f32::NAN; expected.len()];
                         let used = forward_into_threads(&l, &x, &mut out, threads).unwrap();
-                        assert_eq!(used, threads, "{pair:?} batch {batch}");
+                        assert!(used >= 1 && used <= threads, "{pair:?} batch {batch}");
                         let same = out
                             .iter()
                             .zip(expected.data())
@@ -251,12 +307,34 @@ mod tests {
     }
 
     #[test]
-    fn threads_are_capped_by_the_number_of_blocks() {
+    fn direct_path_threads_are_capped_by_the_number_of_blocks() {
+        let mut l = layer(Pair::C4C4, 2, 3, Padding::Valid, 1);
+        l.set_path(crate::ConvPath::Direct);
+        let x = input(Pair::C4C4, 1, 2, 5);
+        let expected = l.forward(&x).unwrap();
+        let mut out = vec![0.0; expected.len()];
+        assert_eq!(forward_into_threads(&l, &x, &mut out, 8).unwrap(), 3);
+        assert_eq!(out, expected.data());
+        let empty = input(Pair::C4C4, 0, 2, 5);
+        assert_eq!(forward_into_threads(&l, &empty, &mut [], 4).unwrap(), 1);
+    }
+
+    #[test]
+    fn fast_path_threads_are_capped_by_images_or_tiles() {
+        // 3 output G-channels on C4: 12 planes, 3 tiles of 4.
         let l = layer(Pair::C4C4, 2, 3, Padding::Valid, 1);
         let x = input(Pair::C4C4, 1, 2, 5);
         let expected = l.forward(&x).unwrap();
         let mut out = vec![0.0; expected.len()];
         assert_eq!(forward_into_threads(&l, &x, &mut out, 8).unwrap(), 3);
+        assert_eq!(out, expected.data());
+        assert_eq!(forward_into_threads(&l, &x, &mut out, 2).unwrap(), 2);
+        assert_eq!(out, expected.data());
+        let x5 = input(Pair::C4C4, 5, 2, 5);
+        let expected = l.forward(&x5).unwrap();
+        let mut out = vec![0.0; expected.len()];
+        // 5 images on 2 threads: runs of 3 and 2 images.
+        assert_eq!(forward_into_threads(&l, &x5, &mut out, 2).unwrap(), 2);
         assert_eq!(out, expected.data());
         let empty = input(Pair::C4C4, 0, 2, 5);
         assert_eq!(forward_into_threads(&l, &empty, &mut [], 4).unwrap(), 1);

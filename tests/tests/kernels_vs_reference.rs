@@ -83,7 +83,7 @@ fn grid<G: Group>(group: RefGroup, domain: Domain, seed: u64) -> usize {
                 let x = random_vec(&mut rng, geo.input_len());
                 let w = random_vec(&mut rng, geo.weight_len());
                 let b = random_vec(&mut rng, geo.bias_len());
-                let bias = (case % 2 == 0).then_some(b.as_slice());
+                let bias = case.is_multiple_of(2).then_some(b.as_slice());
                 let reference = oracle(group, domain, &shape, &x, &w, bias);
                 assert_eq!(reference.shape, geo.output_shape(), "{what}: output shape");
 

@@ -69,6 +69,33 @@ pub const MAX_KERNEL: usize = 11;
 /// Flat outputs per tile of the widest kernel; the packed input has room for it.
 const NR_MAX: usize = 24;
 
+/// Reorders an expanded OIHW bank of shape `bank_shape = [C_out*nto, C_in*nti, K, K]`
+/// into the fast path's layout `(C_out*nto/MR, C_in*nti, K*K, MR)`:
+///
+/// `packed[((t*P + c)*K*K + k)*MR + m] = bank[((t*MR + m)*P + c)*K*K + k]`, `P = C_in*nti`.
+///
+/// The packed bank depends on the weights only, not on the input size: pack once per
+/// weight change and use it with every [`FastPlan`] of the layer.
+///
+/// # Errors
+/// [`Error::GroupOrderNotTileable`] when `C_out*nto` is not a multiple of `MR`;
+/// [`Error::SizeOverflow`]; [`Error::BufferLength`] when `bank` or `packed` does not
+/// hold exactly the product of `bank_shape`. Nothing is written on error.
+pub fn pack_bank(bank_shape: [usize; 4], bank: &[f32], packed: &mut [f32]) -> Result<(), Error> {
+    let [planes_out, planes_in, k, k2] = bank_shape;
+    if !planes_out.is_multiple_of(MR) {
+        return Err(Error::GroupOrderNotTileable {
+            order: planes_out,
+            tile: MR,
+        });
+    }
+    let len = crate::shape::checked_product(&bank_shape).ok_or(Error::SizeOverflow)?;
+    check_len(Buffer::Bank, bank.len(), len)?;
+    check_len(Buffer::Scratch, packed.len(), len)?;
+    pack::pack_bank(bank, packed, planes_in, k * k2);
+    Ok(())
+}
+
 /// Everything the fast path derives from a layer's geometry: phase sizes, the flat
 /// output run, tap offsets and buffer lengths. Cheap to build (no allocation).
 #[derive(Clone, Debug)]
@@ -204,10 +231,7 @@ impl FastPlan {
     /// [`Error::BufferLength`] when `bank` or `packed` is not exactly
     /// [`packed_bank_len`](Self::packed_bank_len) long; nothing is written then.
     pub fn pack_bank(&self, bank: &[f32], packed: &mut [f32]) -> Result<(), Error> {
-        check_len(Buffer::Bank, bank.len(), self.packed_bank_len())?;
-        check_len(Buffer::Scratch, packed.len(), self.packed_bank_len())?;
-        pack::pack_bank(bank, packed, self.planes_in, self.n_taps);
-        Ok(())
+        pack_bank(self.geo.bank_shape(), bank, packed)
     }
 
     /// Pads, phase-splits and flattens one input image `(C_in*nti, H, W)` into
@@ -350,6 +374,20 @@ impl FastPlan {
                 out,
                 0..self.plane_tiles(),
             )?;
+        }
+        Ok(())
+    }
+
+    /// Checks the operands every tile shares: `packed_bank` exactly
+    /// [`packed_bank_len`](Self::packed_bank_len) long, `bias` (if any) `C_out` long.
+    /// Lets a caller that splits the work report these errors before starting.
+    ///
+    /// # Errors
+    /// [`Error::BufferLength`] naming the buffer.
+    pub fn check_operands(&self, packed_bank: &[f32], bias: Option<&[f32]>) -> Result<(), Error> {
+        check_len(Buffer::Bank, packed_bank.len(), self.packed_bank_len())?;
+        if let Some(b) = bias {
+            check_len(Buffer::Bias, b.len(), self.geo.bias_len())?;
         }
         Ok(())
     }

@@ -1,0 +1,624 @@
+#!/usr/bin/env python3
+"""Side-by-side speed of PyTorch's F.conv2d and `gconv bench` on the same layers.
+
+A G-conv layer `from -> to` with `cin` / `cout` G-channels and a K x K kernel is an
+ordinary convolution with an expanded filter bank: F.conv2d with `cin * nti` input
+channels and `cout * nto` output channels (nti = 1 for z2, 4 for c4, 8 for d4; nto = 4
+for c4, 8 for d4), stride 1, padding K // 2 ("same"), with a bias. For every shape this
+script times, back to back on the same machine:
+
+- PyTorch (CPU, torch.no_grad(), torch.set_num_threads(T), T = 1 unless the shape says 2)
+  in three layouts, keeping the best median: NCHW contiguous, channels_last, and mkldnn
+  (input `x.to_mkldnn()`, layer `torch.utils.mkldnn.to_mkldnn(conv)`; skipped with a
+  note when unavailable). Layout conversions happen before timing. Each layout is warmed
+  up for at least 100 ms, then timed over a fixed number of runs chosen from the warm-up
+  so that the layout takes about 0.25 s; time.perf_counter() around every call, median.
+- gconv: `gconv bench` with the same geometry and `--threads T`; its median_ms, gflops
+  and path. `--iters` is chosen from a one-run probe so that the timed runs take about
+  0.75 s.
+
+The header also reports "torch sgemm, 1 thread": the best GFLOP/s of a 1024^3 float32
+matmul on one thread, measured in the same run. It is a practical single-core reference
+(not the hardware peak); the table gives gconv's GFLOP/s as a percentage of it.
+
+Run from anywhere (system python is fine: when torch cannot be imported the script
+re-runs itself with tools/.venv/bin/python, creating that venv with tools/setup-venv.sh
+first if needed; that installs torch, a few GB):
+
+    python3 gconv-bench/compare.py                   # all shapes, plain-text table
+    python3 gconv-bench/compare.py --quick --shapes e,a   # smoke test, seconds
+    python3 gconv-bench/compare.py --markdown        # Markdown table
+    python3 gconv-bench/compare.py --update-readme   # rewrite the README block
+    python3 gconv-bench/compare.py --gconv-path fast --repeat 3
+
+Shape groups (--shapes): a) C4->C4 10->10 k3 28x28, batch 1 and 32; b) Z2->C4 lifting
+3->16 and 1->16, k3 and k5, 32x32 and 224x224; c) D4->D4 16->16 k3 32x32, batch 1 and 32;
+d) C4->C4 64->64 k3 56x56 on 1 and on 2 threads; e) C4->C4 4->4 k3 16x16.
+
+The ratio column is PyTorch ms / gconv ms: >= 1.0 means gconv is at least as fast.
+gconv is built once with `cargo build --release --bin gconv` (CARGO_TARGET_DIR is
+respected). Exit status 0 on success, 1 with a one-line message when the build or a
+`gconv bench` run fails.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+BEGIN_MARKER = "<!-- compare:begin -->"
+END_MARKER = "<!-- compare:end -->"
+VENV_PYTHON = ROOT / "tools" / ".venv" / "bin" / "python"
+SETUP_VENV = ROOT / "tools" / "setup-venv.sh"
+REEXEC_ENV = "GCONV_COMPARE_REEXEC"
+
+# Planes per G-channel: input side (nti) and output side (nto).
+PLANES = {"z2": 1, "c4": 4, "d4": 8}
+
+# Timing budgets in seconds: (torch warm-up per layout, torch timed runs per layout,
+# gconv timed runs).
+FULL_BUDGET = (0.1, 0.25, 0.75)
+QUICK_BUDGET = (0.1, 0.03, 0.0)  # quick: gconv runs a fixed QUICK_GCONV_ITERS
+QUICK_GCONV_ITERS = 5
+MIN_RUNS = 5
+MAX_RUNS = 5000
+
+
+class Failure(Exception):
+    """A step that cannot go on (build or gconv bench failed); one-line message."""
+
+
+# ---------------------------------------------------------------------------------
+# Shapes
+
+
+def shape(group, label, src, dst, cin, cout, k, size, batch=1, threads=1):
+    """One layer to time; `label` is the short text in the table's first column."""
+    return {
+        "group": group,
+        "label": label,
+        "from": src,
+        "to": dst,
+        "cin": cin,
+        "cout": cout,
+        "k": k,
+        "size": size,
+        "batch": batch,
+        "threads": threads,
+    }
+
+
+def all_shapes():
+    """The shape list, in table order, tagged with their group letter a..e."""
+    shapes = []
+    for batch in (1, 32):
+        shapes.append(shape("a", "C4->C4 10->10 k3 28x28", "c4", "c4", 10, 10, 3, 28, batch))
+    for cin in (3, 1):
+        for k in (3, 5):
+            for size in (32, 224):
+                label = f"Z2->C4 {cin}->16 k{k} {size}x{size}"
+                shapes.append(shape("b", label, "z2", "c4", cin, 16, k, size))
+    for batch in (1, 32):
+        shapes.append(shape("c", "D4->D4 16->16 k3 32x32", "d4", "d4", 16, 16, 3, 32, batch))
+    for threads in (1, 2):
+        shapes.append(
+            shape("d", "C4->C4 64->64 k3 56x56", "c4", "c4", 64, 64, 3, 56, 1, threads)
+        )
+    shapes.append(shape("e", "C4->C4 4->4 k3 16x16", "c4", "c4", 4, 4, 3, 16))
+    return shapes
+
+
+def select_shapes(groups):
+    """The shapes whose group letter is in the comma-separated `groups` ("a,c")."""
+    wanted = [g.strip() for g in groups.split(",") if g.strip()]
+    known = sorted({s["group"] for s in all_shapes()})
+    unknown = [g for g in wanted if g not in known]
+    if unknown:
+        raise Failure(f"--shapes: unknown group(s) {','.join(unknown)}; known: {','.join(known)}")
+    return [s for s in all_shapes() if s["group"] in wanted]
+
+
+# ---------------------------------------------------------------------------------
+# Environment: torch venv, machine description, gconv build
+
+
+def ensure_torch():
+    """Make `import torch` work: re-exec with tools/.venv's python (set up if needed)."""
+    try:
+        import torch  # noqa: F401
+
+        return
+    except ImportError:
+        pass
+    if os.environ.get(REEXEC_ENV):
+        raise Failure(f"torch is not importable even with {VENV_PYTHON}")
+    venv_has_torch = (
+        VENV_PYTHON.exists()
+        and subprocess.run(
+            [str(VENV_PYTHON), "-c", "import torch"], capture_output=True
+        ).returncode
+        == 0
+    )
+    if not venv_has_torch:
+        print(
+            f"compare.py: torch not found; running {SETUP_VENV.relative_to(ROOT)} "
+            "(installs torch into tools/.venv, a few GB)",
+            file=sys.stderr,
+        )
+        if subprocess.run(["bash", str(SETUP_VENV)]).returncode != 0:
+            raise Failure("tools/setup-venv.sh failed")
+    os.environ[REEXEC_ENV] = "1"
+    sys.stderr.flush()
+    os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (or platform's guess)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def git_revision():
+    """Short commit of the workspace, with "+dirty" when the tree has changes."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (rev or "unknown") + ("+dirty" if dirty else "")
+
+
+def build_gconv():
+    """`cargo build --release --bin gconv`; returns the path of the built binary."""
+    print("compare.py: cargo build --release --bin gconv", file=sys.stderr)
+    result = subprocess.run(
+        [
+            "cargo",
+            "build",
+            "--release",
+            "--bin",
+            "gconv",
+            "--message-format=json-render-diagnostics",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise Failure("cargo build --release --bin gconv failed (see the messages above)")
+    # Cargo's JSON messages name the executable, wherever the target directory is.
+    for line in result.stdout.splitlines():
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if (
+            message.get("reason") == "compiler-artifact"
+            and message.get("target", {}).get("name") == "gconv"
+            and message.get("executable")
+        ):
+            return message["executable"]
+    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    binary = target_dir / "release" / "gconv"
+    if not binary.exists():
+        raise Failure(f"built gconv but cannot find the binary (tried {binary})")
+    return str(binary)
+
+
+# ---------------------------------------------------------------------------------
+# Timing
+
+
+def measure_sgemm():
+    """Best GFLOP/s of a 1024x1024x1024 float32 torch matmul on one thread."""
+    import torch
+
+    torch.set_num_threads(1)
+    n = 1024
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    c = torch.empty(n, n)
+    with torch.no_grad():
+        for _ in range(2):
+            torch.mm(a, b, out=c)
+        best = float("inf")
+        for _ in range(7):
+            start = time.perf_counter()
+            torch.mm(a, b, out=c)
+            best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best / 1e9
+
+
+def time_call(fn, warmup_s, budget_s, quick):
+    """Median seconds of `fn()`: warm up >= warmup_s, then a fixed number of timed runs
+    chosen from the warm-up so that they take about budget_s."""
+    start = time.perf_counter()
+    warmup_runs = 0
+    while warmup_runs < 2 or time.perf_counter() - start < warmup_s:
+        fn()
+        warmup_runs += 1
+    per_run = (time.perf_counter() - start) / warmup_runs
+    min_runs = 3 if quick else MIN_RUNS
+    runs = max(min_runs, min(MAX_RUNS, int(budget_s / per_run)))
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def torch_layouts(s):
+    """{layout name: zero-argument forward} for shape `s`, conversions done up front,
+    and a note (str or None) saying why mkldnn was skipped."""
+    import torch
+    import torch.nn.functional as F
+
+    in_ch = s["cin"] * PLANES[s["from"]]
+    out_ch = s["cout"] * PLANES[s["to"]]
+    k, pad = s["k"], s["k"] // 2
+    generator = torch.Generator().manual_seed(2016)
+    x = torch.rand(s["batch"], in_ch, s["size"], s["size"], generator=generator) * 2 - 1
+    w = torch.randn(out_ch, in_ch, k, k, generator=generator) * (2.0 / (in_ch * k * k)) ** 0.5
+    b = torch.randn(out_ch, generator=generator) * 0.1
+
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    w_cl = w.contiguous(memory_format=torch.channels_last)
+    layouts = {
+        "nchw": lambda: F.conv2d(x, w, b, padding=pad),
+        "channels_last": lambda: F.conv2d(x_cl, w_cl, b, padding=pad),
+    }
+
+    note = None
+    if not torch.backends.mkldnn.is_available():
+        note = "mkldnn skipped: torch.backends.mkldnn is not available"
+    else:
+        try:
+            conv = torch.nn.Conv2d(in_ch, out_ch, k, padding=pad, bias=True).eval()
+            with torch.no_grad():
+                conv.weight.copy_(w)
+                conv.bias.copy_(b)
+            with warnings.catch_warnings():
+                # torch.utils.mkldnn goes through deprecated torch.jit.script_method.
+                warnings.simplefilter("ignore")
+                import torch.utils.mkldnn
+
+                conv_mkldnn = torch.utils.mkldnn.to_mkldnn(conv)
+            x_mkldnn = x.to_mkldnn()
+            with torch.no_grad():
+                conv_mkldnn(x_mkldnn)  # fail here, not while timing
+            layouts["mkldnn"] = lambda: conv_mkldnn(x_mkldnn)
+        except Exception as e:  # any failure of the optional layout: skip it
+            note = f"mkldnn skipped: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return layouts, note
+
+
+def time_torch(s, budget, quick):
+    """Best median over the layouts: (ms, layout, {layout: ms}, mkldnn note)."""
+    import torch
+
+    warmup_s, per_layout_s, _ = budget
+    torch.set_num_threads(s["threads"])
+    layouts, note = torch_layouts(s)
+    medians = {}
+    with torch.no_grad():
+        for name, fn in layouts.items():
+            medians[name] = time_call(fn, warmup_s, per_layout_s, quick) * 1e3
+    torch.set_num_threads(1)
+    best = min(medians, key=medians.get)
+    return medians[best], best, medians, note
+
+
+def run_gconv_bench(binary, s, iters, gconv_path):
+    """One `gconv bench` run; its result line as a {key: value} dict."""
+    command = [
+        binary,
+        "bench",
+        "--from", s["from"],
+        "--to", s["to"],
+        "--cin", str(s["cin"]),
+        "--cout", str(s["cout"]),
+        "-k", str(s["k"]),
+        "--size", str(s["size"]),
+        "--batch", str(s["batch"]),
+        "--threads", str(s["threads"]),
+        "--iters", str(iters),
+        "--padding", "same",
+    ]  # fmt: skip
+    if gconv_path:
+        command += ["--path", gconv_path]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        # The line that says what went wrong: clap's "error: ..." line, else the last one.
+        stderr_lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        errors = [line for line in stderr_lines if "error" in line.lower()]
+        why = (errors or stderr_lines or [f"exit status {result.returncode}"])[0 if errors else -1]
+        raise Failure(f"gconv bench failed ({' '.join(command[1:])}): {why}")
+    fields = parse_bench_line(result.stdout)
+    for key in ("median_ms", "gflops", "path"):
+        if key not in fields:
+            raise Failure(f"gconv bench printed no {key}= (stdout: {result.stdout.strip()!r})")
+    return fields
+
+
+def parse_bench_line(stdout):
+    """The last non-empty stdout line as whitespace-separated key=value pairs."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        return {}
+    fields = {}
+    for item in lines[-1].split():
+        key, sep, value = item.partition("=")
+        if sep:
+            fields[key] = value
+    return fields
+
+
+def time_gconv(binary, s, budget, quick, gconv_path, estimate_ms=None):
+    """`gconv bench` with enough --iters for the budget: (fields, estimate_ms).
+    Without an estimate, a one-run probe (after gconv's own warm-up) gives one."""
+    _, _, gconv_s = budget
+    if quick:
+        iters = QUICK_GCONV_ITERS
+    else:
+        if estimate_ms is None:
+            estimate_ms = float(run_gconv_bench(binary, s, 1, gconv_path)["median_ms"])
+        iters = max(MIN_RUNS, min(MAX_RUNS, int(gconv_s * 1e3 / max(estimate_ms, 1e-6))))
+    fields = run_gconv_bench(binary, s, iters, gconv_path)
+    return fields, float(fields["median_ms"])
+
+
+# ---------------------------------------------------------------------------------
+# Running and reporting
+
+
+def run_shape(binary, s, budget, quick, repeat, gconv_path):
+    """Torch then gconv, `repeat` times; the best median of each side."""
+    best_torch = None
+    best_gconv = None
+    notes = set()
+    estimate_ms = None
+    for _ in range(repeat):
+        torch_ms, layout, medians, note = time_torch(s, budget, quick)
+        if note:
+            notes.add(note)
+        if best_torch is None or torch_ms < best_torch["ms"]:
+            best_torch = {"ms": torch_ms, "layout": layout, "medians": medians}
+        fields, estimate_ms = time_gconv(binary, s, budget, quick, gconv_path, estimate_ms)
+        if best_gconv is None or float(fields["median_ms"]) < best_gconv["ms"]:
+            best_gconv = {
+                "ms": float(fields["median_ms"]),
+                "gflops": float(fields["gflops"]),
+                "path": fields["path"],
+                "threads": fields.get("threads", "?"),
+                "fields": fields,
+            }
+    return {
+        "shape": s,
+        "torch": best_torch,
+        "gconv": best_gconv,
+        "ratio": best_torch["ms"] / best_gconv["ms"],
+        "notes": notes,
+    }
+
+
+def row_cells(result, sgemm_gflops):
+    """The table cells of one result, as strings."""
+    s, t, g = result["shape"], result["torch"], result["gconv"]
+    threads = str(s["threads"])
+    if str(g["threads"]) != threads:
+        threads += f" (gconv ran {g['threads']})"
+    return [
+        s["label"],
+        str(s["batch"]),
+        threads,
+        f"{t['ms']:.3f} ({t['layout']})",
+        f"{g['ms']:.3f} ({g['path']})",
+        f"{result['ratio']:.2f}",
+        f"{g['gflops']:.1f}",
+        f"{100.0 * g['gflops'] / sgemm_gflops:.0f}%",
+    ]
+
+
+HEADERS = [
+    "layer",
+    "batch",
+    "threads",
+    "PyTorch ms (best layout)",
+    "gconv ms (path)",
+    "PyTorch/gconv",
+    "gconv GFLOP/s",
+    "% of torch sgemm",
+]
+
+
+def machine_line(sgemm_gflops, results):
+    """One line: CPU, cores, torch, gconv commit and paths, the sgemm reference."""
+    import torch
+
+    paths = sorted({r["gconv"]["path"] for r in results})
+    return (
+        f"{cpu_model()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}; "
+        f"gconv {git_revision()}, path {'/'.join(paths)}; "
+        f"torch sgemm, 1 thread (1024^3 float32): {sgemm_gflops:.1f} GFLOP/s"
+    )
+
+
+def summary_line(results):
+    """Minimum ratio over the shapes and whether gconv kept up everywhere."""
+    worst = min(results, key=lambda r: r["ratio"])
+    s = worst["shape"]
+    every = all(r["ratio"] >= 1.0 for r in results)
+    return (
+        f"min PyTorch/gconv = {worst['ratio']:.2f} ({s['label']}, batch {s['batch']}, "
+        f"{s['threads']} thread{'s' if s['threads'] > 1 else ''}); "
+        f"every ratio >= 1.0: {'yes' if every else 'no'}"
+    )
+
+
+def text_table(results, sgemm_gflops):
+    """A plain-text table with aligned columns."""
+    rows = [HEADERS] + [row_cells(r, sgemm_gflops) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(results, sgemm_gflops):
+    """The same table in Markdown (numbers right-aligned)."""
+    lines = [
+        "| " + " | ".join(HEADERS) + " |",
+        "|---|" + "---:|" * (len(HEADERS) - 1),
+    ]
+    for r in results:
+        lines.append("| " + " | ".join(row_cells(r, sgemm_gflops)) + " |")
+    return "\n".join(lines)
+
+
+def notes_lines(results):
+    """Distinct notes (skipped layouts) gathered while timing."""
+    return sorted({note for r in results for note in r["notes"]})
+
+
+def readme_block(results, sgemm_gflops):
+    """The README section between the markers (markers excluded)."""
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    parts = [
+        "<!-- Generated by `python3 gconv-bench/compare.py --update-readme`; do not edit by hand. -->",
+        "## Speed against PyTorch",
+        "",
+        "`python3 gconv-bench/compare.py` times PyTorch's `F.conv2d` on the expanded filter bank",
+        "(the best of NCHW, channels_last and mkldnn layouts) and `gconv bench` on the same layers,",
+        "interleaved in one run; `PyTorch/gconv` >= 1.0 means gconv is at least as fast. The",
+        "reference column is torch's own one-thread 1024^3 sgemm, measured in the same run, not",
+        "the hardware peak. Options: `--quick`, `--shapes a,b,...`, `--repeat R`,",
+        "`--gconv-path P`, `--markdown`, `--update-readme` (this block).",
+        "",
+        f"Last run {today}: {machine_line(sgemm_gflops, results)}.",
+        "",
+        markdown_table(results, sgemm_gflops),
+        "",
+        summary_line(results) + ".",
+    ]
+    for note in notes_lines(results):
+        parts += ["", note + "."]
+    return "\n".join(parts)
+
+
+def update_readme(block):
+    """Replace what is between the compare markers in README.md with `block`."""
+    text = README.read_text()
+    begin = text.find(BEGIN_MARKER)
+    end = text.find(END_MARKER)
+    if begin < 0 or end < begin:
+        raise Failure(f"README.md has no {BEGIN_MARKER} ... {END_MARKER} block")
+    start = begin + len(BEGIN_MARKER)
+    README.write_text(text[:start] + "\n" + block + "\n" + text[end:])
+
+
+# ---------------------------------------------------------------------------------
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description="PyTorch F.conv2d vs `gconv bench`, shape by shape (see the docstring)."
+    )
+    parser.add_argument("--quick", action="store_true", help="few timed runs (smoke test)")
+    parser.add_argument(
+        "--shapes", default="a,b,c,d,e", help="comma-separated shape groups (default a,b,c,d,e)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="time each shape R times, keep each side's best"
+    )
+    parser.add_argument(
+        "--gconv-path", default=None, help="pass --path P to gconv bench (default: its own)"
+    )
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument(
+        "--update-readme", action="store_true", help="rewrite the README.md compare block"
+    )
+    args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+def main():
+    args = parse_args()
+    try:
+        shapes = select_shapes(args.shapes)
+        ensure_torch()
+        binary = build_gconv()
+        budget = QUICK_BUDGET if args.quick else FULL_BUDGET
+
+        sgemm_gflops = measure_sgemm()
+        print(f"compare.py: torch sgemm, 1 thread: {sgemm_gflops:.1f} GFLOP/s", file=sys.stderr)
+        results = []
+        for s in shapes:
+            result = run_shape(binary, s, budget, args.quick, args.repeat, args.gconv_path)
+            medians = ", ".join(f"{k} {v:.3f}" for k, v in result["torch"]["medians"].items())
+            print(
+                f"compare.py: {s['label']} b{s['batch']} t{s['threads']}: torch [{medians}] ms, "
+                f"gconv {result['gconv']['ms']:.3f} ms ({result['gconv']['path']}), "
+                f"ratio {result['ratio']:.2f}",
+                file=sys.stderr,
+            )
+            results.append(result)
+    except Failure as e:
+        print(f"compare.py: {e}", file=sys.stderr)
+        return 1
+
+    print(machine_line(sgemm_gflops, results))
+    if args.quick:
+        print("(--quick: few timed runs, numbers are rough)")
+    print()
+    if args.markdown:
+        print(markdown_table(results, sgemm_gflops))
+    else:
+        print(text_table(results, sgemm_gflops))
+    print()
+    print(summary_line(results))
+    for note in notes_lines(results):
+        print(note)
+
+    if args.update_readme:
+        try:
+            update_readme(readme_block(results, sgemm_gflops))
+        except Failure as e:
+            print(f"compare.py: {e}", file=sys.stderr)
+            return 1
+        print(f"compare.py: updated the compare block of {README}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

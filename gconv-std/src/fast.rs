@@ -1,0 +1,252 @@
+//! The fast path on the host: run-time choice of the micro-kernel, per-thread scratch
+//! reused across calls, and the multi-threaded split.
+//!
+//! [`gconv_core::fast`] computes with whichever micro-kernel it is given; this module
+//! picks the best one the CPU has, once ([`kernel`]), and owns the only `unsafe` of
+//! gconv-std: the call of the AVX2+FMA kernel after the CPU was seen to have both
+//! features.
+//!
+//! # Memory
+//! The packed input (the only scratch, [`FastPlan::packed_input_len`] f32 per image) is
+//! kept per thread in a buffer that grows to the largest layer seen and is reused, so
+//! a steady-state loop allocates nothing. [`scratch_bytes`] tells its size for a layer.
+//!
+//! # Threads
+//! [`forward_par`] (feature `rayon`, on by default) splits the work over the current
+//! rayon pool: by images when the batch has at least as many images as the pool has
+//! threads, else image by image over contiguous ranges of output-plane tiles. Every
+//! tile is computed by the same code from the same packed input in the same order,
+//! so the result is bitwise identical to [`forward`] on one thread.
+#![allow(unsafe_code)]
+
+use std::cell::RefCell;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use gconv_core::Error;
+use gconv_core::fast::{FastPlan, Kernel};
+
+/// The best micro-kernel this CPU runs, detected once and cached: `Avx2Fma` on
+/// x86_64 CPUs with AVX2 and FMA, else [`Kernel::compiled`] (`Portable` unless the
+/// build targets a newer CPU).
+pub fn kernel() -> Kernel {
+    static KERNEL: OnceLock<Kernel> = OnceLock::new();
+    *KERNEL.get_or_init(|| {
+        if avx2_fma_detected() {
+            Kernel::Avx2Fma
+        } else {
+            Kernel::compiled()
+        }
+    })
+}
+
+/// Whether the CPU has AVX2 and FMA (false off x86_64).
+pub fn avx2_fma_detected() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The kernels this CPU can run, best first.
+pub fn available_kernels() -> Vec<Kernel> {
+    Kernel::ALL
+        .into_iter()
+        .filter(|k| match k {
+            Kernel::Avx2Fma => avx2_fma_detected(),
+            _ => true,
+        })
+        .collect()
+}
+
+/// [`FastPlan::compute`] with any kernel the CPU has (see [`available_kernels`]).
+///
+/// # Errors
+/// Those of [`FastPlan::compute`]; [`Error::KernelNotCompiled`] when `kernel` needs
+/// CPU features this CPU lacks.
+pub fn compute(
+    plan: &FastPlan,
+    kernel: Kernel,
+    packed_input: &[f32],
+    packed_bank: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    tiles: Range<usize>,
+) -> Result<(), Error> {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2Fma if avx2_fma_detected() => {
+            // SAFETY: `compute_avx2_fma` is safe Rust compiled with `avx2` and `fma`
+            // enabled; its one requirement is that the CPU has both features, which
+            // `avx2_fma_detected` has just confirmed (std caches the CPUID result).
+            unsafe { plan.compute_avx2_fma(packed_input, packed_bank, bias, out, tiles) }
+        }
+        Kernel::Avx2Fma if !avx2_fma_detected() => Err(Error::KernelNotCompiled {
+            kernel: kernel.name(),
+        }),
+        _ => plan.compute(kernel, packed_input, packed_bank, bias, out, tiles),
+    }
+}
+
+thread_local! {
+    /// This thread's packed-input buffer, grown to the largest plan seen.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch, at least `len` f32 long (grown if needed,
+/// never shrunk).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        // Only reachable if `f` re-entered the fast path on this thread: use a
+        // buffer of its own rather than fail.
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// Bytes of scratch the fast path keeps per thread for `plan`: one packed image.
+pub fn scratch_bytes(plan: &FastPlan) -> usize {
+    plan.packed_input_len() * size_of::<f32>()
+}
+
+/// Whole forward pass on the calling thread: `input` `(N, C_in, nti, H, W)` to
+/// `output` `(N, C_out, nto, H', W')` with the packed bank, image by image.
+///
+/// # Errors
+/// [`Error::BufferLength`] for a buffer of the wrong length; those of [`compute`].
+/// Nothing is written on error.
+pub fn forward(
+    plan: &FastPlan,
+    kernel: Kernel,
+    input: &[f32],
+    packed_bank: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) -> Result<(), Error> {
+    check_io(plan, input, output)?;
+    plan.check_operands(packed_bank, bias)?;
+    forward_images(plan, kernel, input, packed_bank, bias, output)
+}
+
+fn check_io(plan: &FastPlan, input: &[f32], output: &[f32]) -> Result<(), Error> {
+    let geo = plan.geometry();
+    let checks = [
+        (gconv_core::Buffer::Input, input.len(), geo.input_len()),
+        (gconv_core::Buffer::Output, output.len(), geo.output_len()),
+    ];
+    for (buffer, found, expected) in checks {
+        if found != expected {
+            return Err(Error::BufferLength {
+                buffer,
+                expected,
+                found,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// [`forward`] split over the current rayon pool (see the [module docs](self)).
+/// Returns the number of pieces of work run in parallel (at most the pool's thread
+/// count). The output is bitwise identical to [`forward`].
+///
+/// # Errors
+/// As [`forward`]; a check that fails is reported before anything is written.
+#[cfg(feature = "rayon")]
+pub fn forward_par(
+    plan: &FastPlan,
+    kernel: Kernel,
+    input: &[f32],
+    packed_bank: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) -> Result<usize, Error> {
+    use rayon::prelude::*;
+
+    check_io(plan, input, output)?;
+    let threads = rayon::current_num_threads().max(1);
+    let geo = plan.geometry();
+    let (in_len, out_len) = (plan.image_input_len(), plan.image_output_len());
+    if in_len == 0 || out_len == 0 || geo.batch() == 0 {
+        return Ok(1);
+    }
+    plan.check_operands(packed_bank, bias)?;
+    if threads == 1 {
+        forward(plan, kernel, input, packed_bank, bias, output)?;
+        return Ok(1);
+    }
+    if geo.batch() >= threads {
+        // Whole images per task; each worker packs into its own scratch.
+        let per = geo.batch().div_ceil(threads);
+        input
+            .par_chunks(per * in_len)
+            .zip(output.par_chunks_mut(per * out_len))
+            .try_for_each(|(x, y)| forward_images(plan, kernel, x, packed_bank, bias, y))?;
+        return Ok(geo.batch().div_ceil(per));
+    }
+    // Fewer images than threads: pack each image once, share the tiles out.
+    let tiles = plan.plane_tiles();
+    let per = tiles.div_ceil(threads);
+    let plane_tile_len = out_len / tiles.max(1);
+    with_scratch(plan.packed_input_len(), |packed| {
+        for (image, out) in input
+            .chunks_exact(in_len)
+            .zip(output.chunks_exact_mut(out_len))
+        {
+            plan.pack_input(image, packed)?;
+            let packed = &*packed;
+            out.par_chunks_mut(per * plane_tile_len)
+                .enumerate()
+                .try_for_each(|(i, part)| {
+                    let t0 = i * per;
+                    let range = t0..(t0 + part.len() / plane_tile_len);
+                    compute(plan, kernel, packed, packed_bank, bias, part, range)
+                })?;
+        }
+        Ok::<(), Error>(())
+    })?;
+    Ok(tiles.div_ceil(per))
+}
+
+/// [`forward`] on a run of whole images (`input` and `output` hold the same number),
+/// buffers checked by the caller.
+fn forward_images(
+    plan: &FastPlan,
+    kernel: Kernel,
+    input: &[f32],
+    packed_bank: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) -> Result<(), Error> {
+    let (in_len, out_len) = (plan.image_input_len(), plan.image_output_len());
+    if in_len == 0 || out_len == 0 {
+        return Ok(());
+    }
+    with_scratch(plan.packed_input_len(), |packed| {
+        for (image, out) in input
+            .chunks_exact(in_len)
+            .zip(output.chunks_exact_mut(out_len))
+        {
+            plan.pack_input(image, packed)?;
+            compute(
+                plan,
+                kernel,
+                packed,
+                packed_bank,
+                bias,
+                out,
+                0..plan.plane_tiles(),
+            )?;
+        }
+        Ok(())
+    })
+}

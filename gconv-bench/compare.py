@@ -19,7 +19,8 @@ script times, back to back on the same machine:
 
 The header also reports "torch sgemm, 1 thread": the best GFLOP/s of a 1024^3 float32
 matmul on one thread, measured in the same run. It is a practical single-core reference
-(not the hardware peak); the table gives gconv's GFLOP/s as a percentage of it.
+(not the hardware peak); the table gives gconv's GFLOP/s as a percentage of it times the
+number of threads.
 
 Run from anywhere (system python is fine: when torch cannot be imported the script
 re-runs itself with tools/.venv/bin/python, creating that venv with tools/setup-venv.sh
@@ -353,7 +354,12 @@ def run_gconv_bench(binary, s, iters, gconv_path):
         # The line that says what went wrong: clap's "error: ..." line, else the last one.
         stderr_lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
         errors = [line for line in stderr_lines if "error" in line.lower()]
-        why = (errors or stderr_lines or [f"exit status {result.returncode}"])[0 if errors else -1]
+        if errors:
+            why = errors[0]
+        elif stderr_lines:
+            why = stderr_lines[-1]
+        else:
+            why = f"exit status {result.returncode}"
         raise Failure(f"gconv bench failed ({' '.join(command[1:])}): {why}")
     fields = parse_bench_line(result.stdout)
     for key in ("median_ms", "gflops", "path"):
@@ -437,7 +443,7 @@ def row_cells(result, sgemm_gflops):
         f"{g['ms']:.3f} ({g['path']})",
         f"{result['ratio']:.2f}",
         f"{g['gflops']:.1f}",
-        f"{100.0 * g['gflops'] / sgemm_gflops:.0f}%",
+        f"{100.0 * g['gflops'] / (sgemm_gflops * s['threads']):.0f}%",
     ]
 
 
@@ -449,7 +455,7 @@ HEADERS = [
     "gconv ms (path)",
     "PyTorch/gconv",
     "gconv GFLOP/s",
-    "% of torch sgemm",
+    "% of torch sgemm x threads",
 ]
 
 
@@ -518,10 +524,11 @@ def readme_block(results, sgemm_gflops):
         "",
         "`python3 gconv-bench/compare.py` times PyTorch's `F.conv2d` on the expanded filter bank",
         "(the best of NCHW, channels_last and mkldnn layouts) and `gconv bench` on the same layers,",
-        "interleaved in one run; `PyTorch/gconv` >= 1.0 means gconv is at least as fast. The",
-        "reference column is torch's own one-thread 1024^3 sgemm, measured in the same run, not",
-        "the hardware peak. Options: `--quick`, `--shapes a,b,...`, `--repeat R`,",
-        "`--gconv-path P`, `--markdown`, `--update-readme` (this block).",
+        "interleaved in one run; `PyTorch/gconv` >= 1.0 means gconv is at least as fast. The last",
+        "column compares gconv's GFLOP/s with torch's own one-thread 1024^3 sgemm (times the",
+        "threads), measured in the same run; it is a practical reference, not the hardware peak.",
+        "Options: `--quick`, `--shapes a,b,...`, `--repeat R`, `--gconv-path P`, `--markdown`,",
+        "`--update-readme` (this block); torch comes from `tools/.venv` (`tools/setup-venv.sh`).",
         "",
         f"Last run {today}: {machine_line(sgemm_gflops, results)}.",
         "",

@@ -264,7 +264,7 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
     }
 
     /// What a forward pass on `input_shape` runs, as printed by `gconv bench`:
-    /// `direct`, or `fast-<kernel>` (`fast-avx2-fma`, `fast-portable`).
+    /// `direct`, or `fast_<kernel>` (`fast_avx2_fma`, `fast_portable`).
     ///
     /// # Errors
     /// As [`geometry`](Self::geometry); for [`ConvPath::Fast`], as
@@ -273,7 +273,7 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
         let geo = self.geometry(input_shape)?;
         Ok(match self.resolve(&geo)? {
             Resolved::Direct => "direct".to_string(),
-            Resolved::Fast(_) => format!("fast-{}", crate::fast::kernel().name()),
+            Resolved::Fast(_) => format!("fast_{}", crate::fast::kernel().name()),
         })
     }
 

@@ -358,10 +358,13 @@ struct BenchLine {
     gflops: f64,
     threads: usize,
     path: String,
+    expand_ms: f64,
+    scratch_bytes: usize,
 }
 
-/// Parses `median_ms=<f> min_ms=<f> gflops=<f> threads=<int> path=<name>`, keys in
-/// this order, floats written as digits '.' digits.
+/// Parses `median_ms=<f> min_ms=<f> gflops=<f> threads=<int> path=<name>
+/// expand_ms=<f> scratch_bytes=<int>`, keys in this order, floats written as
+/// digits '.' digits.
 fn parse_bench_line(line: &str) -> BenchLine {
     let fields: Vec<(&str, &str)> = line
         .split(' ')
@@ -373,7 +376,15 @@ fn parse_bench_line(line: &str) -> BenchLine {
     let keys: Vec<&str> = fields.iter().map(|f| f.0).collect();
     assert_eq!(
         keys,
-        ["median_ms", "min_ms", "gflops", "threads", "path"],
+        [
+            "median_ms",
+            "min_ms",
+            "gflops",
+            "threads",
+            "path",
+            "expand_ms",
+            "scratch_bytes"
+        ],
         "{line:?}"
     );
     let float = |v: &str| -> f64 {
@@ -396,6 +407,8 @@ fn parse_bench_line(line: &str) -> BenchLine {
         gflops: float(fields[2].1),
         threads: fields[3].1.parse().expect("threads is an integer"),
         path: path.to_string(),
+        expand_ms: float(fields[5].1),
+        scratch_bytes: fields[6].1.parse().expect("scratch_bytes is an integer"),
     }
 }
 
@@ -421,9 +434,15 @@ fn bench_prints_one_parsable_line_for_every_pair() {
         ("z2", "d4", 1, 8),
         ("d4", "d4", 8, 8),
     ];
-    for (from, to, nti, nto) in pairs {
+    let fast = format!("fast_{}", gconv_std::fast::kernel().name());
+    for ((from, to, nti, nto), path) in pairs
+        .into_iter()
+        .flat_map(|p| ["direct", "fast", "auto"].map(|path| (p, path)))
+    {
         for threads in ["1", "2"] {
             let (line, stderr) = bench(&[
+                "--path",
+                path,
                 "--from",
                 from,
                 "--to",
@@ -441,12 +460,21 @@ fn bench_prints_one_parsable_line_for_every_pair() {
                 "--threads",
                 threads,
             ]);
-            let what = format!("{from}->{to} threads {threads}: {line:?}");
+            let what = format!("{from}->{to} {path} threads {threads}: {line:?}");
             assert!(line.min_ms > 0.0, "{what}");
             assert!(line.median_ms >= line.min_ms, "{what}");
             assert!(line.gflops > 0.0, "{what}");
             assert_eq!(line.threads.to_string(), threads, "{what}");
-            assert_eq!(line.path, "direct", "{what}");
+            // auto is the fast path for K <= 11; direct keeps no scratch.
+            if path == "direct" {
+                assert_eq!(line.path, "direct", "{what}");
+                assert_eq!(line.scratch_bytes, 0, "{what}");
+            } else {
+                assert_eq!(line.path, fast, "{what}");
+                // At least the padded-free input planes, f32 each.
+                assert!(line.scratch_bytes >= 4 * 2 * nti * 10 * 10, "{what}");
+            }
+            assert!(line.expand_ms >= 0.0, "{what}");
             // gflops = 2 * MACs / median, MACs = output values * C_in * nti * K * K.
             let macs = (3 * nto * 10 * 10) as f64 * (2 * nti * 3 * 3) as f64;
             let expected = 2.0 * macs / (line.median_ms * 1e-3) / 1e9;
@@ -485,6 +513,8 @@ fn bench_options_batch_stride_padding_and_thread_cap() {
         "2",
         "--iters",
         "0",
+        "--path",
+        "direct",
     ]);
     assert_eq!((line.threads, line.path.as_str()), (2, "direct"));
     // Output (3, 3, 8, 5, 5), 2 * 8 * 9 terms each.
@@ -510,6 +540,8 @@ fn bench_options_batch_stride_padding_and_thread_cap() {
         "8",
         "--iters",
         "2",
+        "--path",
+        "direct",
     ]);
     assert_eq!(line.threads, 3, "{stderr}");
     assert_contains(&stderr, &["8 asked for"]);
@@ -551,6 +583,15 @@ fn bench_bad_inputs_are_one_line_errors() {
     assert_contains(&fails(&with(&["--batch", "-1"])), &["--batch", "\"-1\""]);
     assert_contains(&fails(&with(&["--iters", "many"])), &["--iters"]);
     assert_contains(&fails(&with(&["--padding", "1,2"])), &["--padding"]);
+    assert_contains(
+        &fails(&with(&["--path", "winograd"])),
+        &["--path", "winograd", "auto, direct or fast"],
+    );
+    // The fast path takes kernels up to 11x11; `auto` falls back to direct.
+    assert_contains(
+        &fails(&with(&["--path", "fast", "-k", "13", "--size", "16"])),
+        &["fast path takes kernels up to 11x11", "direct"],
+    );
     assert_contains(
         &fails(&with(&["--cin", "2000000", "--cout", "3000000"])),
         &["too large to allocate"],

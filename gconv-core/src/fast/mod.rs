@@ -302,7 +302,7 @@ impl FastPlan {
                     target_feature = "avx2",
                     target_feature = "fma"
                 )))]
-                Err(Error::KernelNotCompiled { kernel: "avx2-fma" })
+                Err(Error::KernelNotCompiled { kernel: "avx2_fma" })
             }
         }
     }

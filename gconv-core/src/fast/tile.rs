@@ -31,11 +31,11 @@ impl Kernel {
     /// Every kernel, in order of preference.
     pub const ALL: [Kernel; 2] = [Kernel::Avx2Fma, Kernel::Portable];
 
-    /// Short name, as printed by benchmarks (`portable`, `avx2-fma`).
+    /// Short name, as printed by benchmarks (`portable`, `avx2_fma`).
     pub const fn name(self) -> &'static str {
         match self {
             Kernel::Portable => "portable",
-            Kernel::Avx2Fma => "avx2-fma",
+            Kernel::Avx2Fma => "avx2_fma",
         }
     }
 

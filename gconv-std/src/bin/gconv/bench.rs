@@ -3,7 +3,7 @@
 //! ```text
 //! gconv bench --from z2|c4|d4 --to c4|d4 --cin C --cout C -k K --size H [--batch B]
 //!             [--threads T] [--iters N] [--stride S] [--padding valid|same|P|T,B,L,R]
-//!             [--seed S]
+//!             [--path auto|direct|fast] [--seed S]
 //! ```
 //!
 //! The layer (seeded He-initialised weights), the seeded random input and the output
@@ -12,16 +12,20 @@
 //! runs. The result line on stdout, a stable format for scripts:
 //!
 //! ```text
-//! median_ms=<float> min_ms=<float> gflops=<float> threads=<int> path=<name>
+//! median_ms=<float> min_ms=<float> gflops=<float> threads=<int> path=<name> expand_ms=<float> scratch_bytes=<int>
 //! ```
 //!
 //! `median_ms` and `min_ms` are per forward pass (6 decimals, nanoseconds);
 //! `gflops = 2 * MACs / median` with the MACs of the layer's geometry (padding zeros
-//! included), 4 decimals; `threads` is the number of threads that ran (at most `T`,
-//! and at most `B * C_out`, the number of (image, G-channel) blocks the work is split
-//! into, see [`gconv_std::parallel`]; the threads are spawned in every timed run);
-//! `path` is the kernel: `direct` (the expanded-bank direct correlation, the only one
-//! so far). Everything else goes to stderr.
+//! included), 4 decimals; `threads` is the number of threads that had work (at most
+//! `T`; see [`gconv_std::parallel`]); `path` is what ran: `direct` (the
+//! expanded-bank direct correlation) or `fast_<kernel>` (the register-tiled fast
+//! path with micro-kernel `avx2_fma` or `portable`, detected at run time).
+//! `expand_ms` is the weight-side work done once per weight change, not per call:
+//! expanding the filter bank and packing it for the fast path (best of 3).
+//! `scratch_bytes` is the scratch the path keeps while running: one packed input
+//! image per thread for the fast path, 0 for the direct path. Everything else goes
+//! to stderr.
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -29,13 +33,11 @@ use std::time::{Duration, Instant};
 
 use gconv_std::gconv_core::{ConvShape, Domain};
 use gconv_std::parallel::forward_into_threads;
-use gconv_std::{AnyConv, C4, D4, Pair, Space, Tensor};
+use gconv_std::{AnyConv, C4, ConvPath, D4, Pair, Space, Tensor};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 use crate::args::{StridePadding, parse_positive, parse_space};
 
-/// The kernel every forward pass runs today.
-const PATH: &str = "direct";
 /// Warm-up: at least this many runs ...
 const WARMUP_MIN_RUNS: usize = 2;
 /// ... and at least this long, ...
@@ -94,6 +96,9 @@ pub struct Args {
     /// Stride and padding.
     #[command(flatten)]
     conv: StridePadding,
+    /// Forward path: auto (fast wherever it applies), direct or fast.
+    #[arg(long, value_name = "auto|direct|fast", default_value = "auto")]
+    path: String,
     /// Seed of the random weights and input.
     #[arg(
         long,
@@ -153,12 +158,16 @@ pub fn run(args: Args) -> crate::Outcome {
         planned.weight_len().saturating_add(planned.bank_len()),
         "weights and expanded filter bank",
     )?);
-    let layer =
+    let path = ConvPath::parse(args.path.trim()).map_err(|e| format!("--path: {e}"))?;
+    let mut layer =
         AnyConv::new(pair, cin, cout, kernel, stride, padding, seed).map_err(|e| e.to_string())?;
+    layer.set_path(path);
     let mut shape = vec![batch, cin, pair.from().planes(), size, size];
     if pair.from() == Space::Z2 {
         shape.remove(2);
     }
+    let path_name = layer.path_name(&shape).map_err(|e| e.to_string())?;
+    let expand_ms = time_weight_change(&layer, pair)?;
     let geometry = layer.geometry(&shape).map_err(|e| e.to_string())?;
     let input_len = geometry.input_len();
     let output_len = geometry.output_len();
@@ -170,7 +179,7 @@ pub fn run(args: Args) -> crate::Outcome {
 
     eprintln!(
         "gconv bench: {} conv, input {:?} -> output {:?}, K = {kernel}, stride {stride}, \
-         padding {}, {} MACs per forward",
+         padding {}, {} MACs per forward, path {path_name}",
         pair.name(),
         x.shape(),
         geometry.output_shape(),
@@ -194,10 +203,7 @@ pub fn run(args: Args) -> crate::Outcome {
         start.elapsed().as_secs_f64() * 1e3,
         if used == 1 { "" } else { "s" },
         if used < threads {
-            format!(
-                " ({threads} asked for; there are only {} (image, G-channel) blocks)",
-                batch * cout
-            )
+            format!(" ({threads} asked for; the work splits into only {used} pieces)")
         } else {
             String::new()
         }
@@ -216,12 +222,38 @@ pub fn run(args: Args) -> crate::Outcome {
     let min = times[0];
     // Strictly positive even if the clock did not tick (FLOPs / 1 ns at most).
     let gflops = 2.0 * geometry.macs() as f64 / median.max(1e-9) / 1e9;
+    let scratch_bytes = if path_name == "direct" {
+        0
+    } else {
+        // One packed image per thread when whole images are shared out, else one
+        // packed image shared by the threads (see `gconv_std::fast`).
+        let plan = layer.fast_plan(x.shape()).map_err(|e| e.to_string())?;
+        let buffers = if batch >= used { used } else { 1 };
+        buffers * gconv_std::fast::scratch_bytes(&plan)
+    };
     println!(
-        "median_ms={:.6} min_ms={:.6} gflops={gflops:.4} threads={used} path={PATH}",
+        "median_ms={:.6} min_ms={:.6} gflops={gflops:.4} threads={used} path={path_name} \
+         expand_ms={expand_ms:.6} scratch_bytes={scratch_bytes}",
         median * 1e3,
         min * 1e3
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Best of 3 times (ms) of rebuilding the layer from its weights: expanding the
+/// filter bank and packing it, the work a weight change costs.
+fn time_weight_change(layer: &AnyConv, pair: Pair) -> Result<f64, String> {
+    let (weight, bias) = (layer.weight().clone(), layer.bias().map(<[f32]>::to_vec));
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let (w, b) = (weight.clone(), bias.clone());
+        let t = Instant::now();
+        let rebuilt = AnyConv::from_weights(pair, w, b, layer.stride(), layer.padding())
+            .map_err(|e| e.to_string())?;
+        best = best.min(t.elapsed().as_secs_f64());
+        black_box(rebuilt);
+    }
+    Ok(best * 1e3)
 }
 
 /// A zeroed buffer of `len` f32, or a one-line error when it cannot be allocated

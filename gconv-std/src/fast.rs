@@ -250,3 +250,88 @@ fn forward_images(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AnyConv, ConvPath, Pair, Tensor};
+    use gconv_core::Padding;
+
+    /// Small enough for Miri: C4->C4 2->2 (8 planes in, 8 out), K 3, 6x7 input.
+    fn layer_and_input(pair: Pair, stride: usize) -> (AnyConv, Tensor) {
+        let seeded = AnyConv::new(pair, 2, 2, 3, stride, Padding::Same, 5).unwrap();
+        let bias = Some(vec![0.5, -0.75]);
+        let layer = AnyConv::from_weights(pair, seeded.weight().clone(), bias, stride, Padding::Same)
+            .unwrap();
+        let mut shape = vec![2, 2, pair.from().planes(), 6, 7];
+        if pair.from().planes() == 1 {
+            shape.remove(2);
+        }
+        let x = Tensor::from_fn(shape, |i| ((i * 37) % 11) as f32 / 5.0 - 1.0);
+        (layer, x)
+    }
+
+    /// Every kernel the CPU has (the AVX2 one through the `unsafe` call) agrees with
+    /// the direct path within the rounding of `C_in*nti*K*K` terms.
+    #[test]
+    fn every_available_kernel_matches_the_direct_path() {
+        for pair in [Pair::C4C4, Pair::Z2D4] {
+            for stride in [1, 2] {
+                let (mut layer, x) = layer_and_input(pair, stride);
+                layer.set_path(ConvPath::Direct);
+                let direct = layer.forward(&x).unwrap();
+                let plan = layer.fast_plan(x.shape()).unwrap();
+                let mut packed = vec![0.0; plan.packed_bank_len()];
+                gconv_core::fast::pack_bank(plan.geometry().bank_shape(), layer_bank(&layer), &mut packed)
+                    .unwrap();
+                let terms = plan.geometry().terms_per_output() as f32;
+                for kernel in available_kernels() {
+                    let mut out = vec![f32::NAN; direct.len()];
+                    forward(&plan, kernel, x.data(), &packed, layer.bias(), &mut out).unwrap();
+                    for (a, b) in out.iter().zip(direct.data()) {
+                        let tol = (terms + 2.0) * f32::EPSILON * 8.0 * (1.0 + b.abs());
+                        assert!((a - b).abs() <= tol, "{pair:?} {kernel:?}: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn layer_bank(layer: &AnyConv) -> &[f32] {
+        match layer {
+            AnyConv::Z2C4(l) => l.bank(),
+            AnyConv::C4C4(l) => l.bank(),
+            AnyConv::Z2D4(l) => l.bank(),
+            AnyConv::D4D4(l) => l.bank(),
+        }
+    }
+
+    #[test]
+    fn a_kernel_the_cpu_lacks_is_an_error() {
+        let (layer, x) = layer_and_input(Pair::C4C4, 1);
+        let plan = layer.fast_plan(x.shape()).unwrap();
+        let mut out = vec![7.0; plan.geometry().output_len()];
+        let packed = vec![0.0; plan.packed_bank_len()];
+        let result = forward(&plan, Kernel::Avx2Fma, x.data(), &packed, None, &mut out);
+        if avx2_fma_detected() {
+            assert!(result.is_ok());
+        } else {
+            assert_eq!(result, Err(Error::KernelNotCompiled { kernel: "avx2_fma" }));
+            assert!(out.iter().all(|v| *v == 7.0));
+        }
+    }
+
+    #[test]
+    fn scratch_is_reused_not_reallocated() {
+        let (layer, x) = layer_and_input(Pair::C4C4, 1);
+        let plan = layer.fast_plan(x.shape()).unwrap();
+        let mut out = vec![0.0; plan.geometry().output_len()];
+        layer.forward_into(&x, &mut out).unwrap();
+        let first = SCRATCH.with(|s| s.borrow().as_ptr());
+        for _ in 0..3 {
+            layer.forward_into(&x, &mut out).unwrap();
+        }
+        assert_eq!(SCRATCH.with(|s| s.borrow().as_ptr()), first);
+        assert!(SCRATCH.with(|s| s.borrow().len()) >= plan.packed_input_len());
+    }
+}

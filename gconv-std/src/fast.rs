@@ -3,8 +3,8 @@
 //!
 //! [`gconv_core::fast`] computes with whichever micro-kernel it is given; this module
 //! picks the best one the CPU has, once ([`kernel`]), and owns the only `unsafe` of
-//! gconv-std: the call of the AVX2+FMA kernel after the CPU was seen to have both
-//! features.
+//! gconv-std: the calls of the AVX-512 and AVX2+FMA kernels after the CPU was seen
+//! to have their features.
 //!
 //! # Memory
 //! The packed input (the only scratch, [`FastPlan::packed_input_len`] f32 per image) is
@@ -26,17 +26,22 @@ use std::sync::OnceLock;
 use gconv_core::Error;
 use gconv_core::fast::{FastPlan, Kernel};
 
-/// The best micro-kernel this CPU runs, detected once and cached: `Avx2Fma` on
-/// x86_64 CPUs with AVX2 and FMA, else [`Kernel::compiled`] (`Portable` unless the
-/// build targets a newer CPU).
+/// The best micro-kernel this CPU runs, detected once and cached: `Avx512` on x86_64
+/// CPUs with AVX-512F, `Avx2Fma` on those with AVX2 and FMA, else
+/// [`Kernel::compiled`] (`Portable` unless the build targets a newer CPU).
+///
+/// The environment variable `GCONV_KERNEL` (`avx512`, `avx2_fma` or `portable`),
+/// read once, caps the choice, e.g. to compare kernels on one machine; a kernel the
+/// CPU lacks is never chosen.
 pub fn kernel() -> Kernel {
     static KERNEL: OnceLock<Kernel> = OnceLock::new();
     *KERNEL.get_or_init(|| {
-        if avx2_fma_detected() {
-            Kernel::Avx2Fma
-        } else {
-            Kernel::compiled()
-        }
+        let wanted = std::env::var("GCONV_KERNEL").ok();
+        let available = available_kernels();
+        wanted
+            .and_then(|name| available.iter().copied().find(|k| k.name() == name))
+            .or_else(|| available.first().copied())
+            .unwrap_or(Kernel::Portable)
     })
 }
 
@@ -52,15 +57,30 @@ pub fn avx2_fma_detected() -> bool {
     }
 }
 
+/// Whether the CPU has AVX-512F (false off x86_64).
+pub fn avx512_detected() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether this CPU can run `kernel`.
+pub fn cpu_has(kernel: Kernel) -> bool {
+    match kernel {
+        Kernel::Avx512 => avx512_detected(),
+        Kernel::Avx2Fma => avx2_fma_detected(),
+        _ => true,
+    }
+}
+
 /// The kernels this CPU can run, best first.
 pub fn available_kernels() -> Vec<Kernel> {
-    Kernel::ALL
-        .into_iter()
-        .filter(|k| match k {
-            Kernel::Avx2Fma => avx2_fma_detected(),
-            _ => true,
-        })
-        .collect()
+    Kernel::ALL.into_iter().filter(|&k| cpu_has(k)).collect()
 }
 
 /// [`FastPlan::compute`] with any kernel the CPU has (see [`available_kernels`]).
@@ -77,17 +97,26 @@ pub fn compute(
     out: &mut [f32],
     tiles: Range<usize>,
 ) -> Result<(), Error> {
+    if !cpu_has(kernel) {
+        return Err(Error::KernelNotCompiled {
+            kernel: kernel.name(),
+        });
+    }
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2Fma if avx2_fma_detected() => {
+        Kernel::Avx512 => {
+            // SAFETY: `compute_avx512` is safe Rust compiled with `avx512f` enabled;
+            // its one requirement is that the CPU has the feature, which `cpu_has`
+            // has just confirmed (std caches the CPUID result).
+            unsafe { plan.compute_avx512(packed_input, packed_bank, bias, out, tiles) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2Fma => {
             // SAFETY: `compute_avx2_fma` is safe Rust compiled with `avx2` and `fma`
             // enabled; its one requirement is that the CPU has both features, which
-            // `avx2_fma_detected` has just confirmed (std caches the CPUID result).
+            // `cpu_has` has just confirmed (std caches the CPUID result).
             unsafe { plan.compute_avx2_fma(packed_input, packed_bank, bias, out, tiles) }
         }
-        Kernel::Avx2Fma if !avx2_fma_detected() => Err(Error::KernelNotCompiled {
-            kernel: kernel.name(),
-        }),
         _ => plan.compute(kernel, packed_input, packed_bank, bias, out, tiles),
     }
 }
@@ -261,8 +290,9 @@ mod tests {
     fn layer_and_input(pair: Pair, stride: usize) -> (AnyConv, Tensor) {
         let seeded = AnyConv::new(pair, 2, 2, 3, stride, Padding::Same, 5).unwrap();
         let bias = Some(vec![0.5, -0.75]);
-        let layer = AnyConv::from_weights(pair, seeded.weight().clone(), bias, stride, Padding::Same)
-            .unwrap();
+        let layer =
+            AnyConv::from_weights(pair, seeded.weight().clone(), bias, stride, Padding::Same)
+                .unwrap();
         let mut shape = vec![2, 2, pair.from().planes(), 6, 7];
         if pair.from().planes() == 1 {
             shape.remove(2);
@@ -282,8 +312,12 @@ mod tests {
                 let direct = layer.forward(&x).unwrap();
                 let plan = layer.fast_plan(x.shape()).unwrap();
                 let mut packed = vec![0.0; plan.packed_bank_len()];
-                gconv_core::fast::pack_bank(plan.geometry().bank_shape(), layer_bank(&layer), &mut packed)
-                    .unwrap();
+                gconv_core::fast::pack_bank(
+                    plan.geometry().bank_shape(),
+                    layer_bank(&layer),
+                    &mut packed,
+                )
+                .unwrap();
                 let terms = plan.geometry().terms_per_output() as f32;
                 for kernel in available_kernels() {
                     let mut out = vec![f32::NAN; direct.len()];
@@ -312,12 +346,16 @@ mod tests {
         let plan = layer.fast_plan(x.shape()).unwrap();
         let mut out = vec![7.0; plan.geometry().output_len()];
         let packed = vec![0.0; plan.packed_bank_len()];
-        let result = forward(&plan, Kernel::Avx2Fma, x.data(), &packed, None, &mut out);
-        if avx2_fma_detected() {
-            assert!(result.is_ok());
-        } else {
-            assert_eq!(result, Err(Error::KernelNotCompiled { kernel: "avx2_fma" }));
-            assert!(out.iter().all(|v| *v == 7.0));
+        for kernel in Kernel::ALL {
+            let result = forward(&plan, kernel, x.data(), &packed, None, &mut out);
+            if cpu_has(kernel) {
+                assert!(result.is_ok());
+                out.fill(7.0);
+            } else {
+                let name = kernel.name();
+                assert_eq!(result, Err(Error::KernelNotCompiled { kernel: name }));
+                assert!(out.iter().all(|v| *v == 7.0));
+            }
         }
     }
 

@@ -19,8 +19,8 @@
 //! assert!(err < 1e-4);
 //! # Ok::<(), gconv_std::Error>(())
 //! ```
-// One `unsafe` block: the call of the AVX2+FMA kernel after run-time detection
-// (`fast::compute`). Tested under Miri.
+// `unsafe` only in `fast::compute`: the calls of the AVX-512 and AVX2+FMA kernels
+// after run-time detection. Tested under Miri.
 #![deny(unsafe_code)]
 
 pub mod any;

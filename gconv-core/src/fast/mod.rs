@@ -22,8 +22,9 @@
 //!    `x >= out_w` of that run are computed and dropped (about `(K-1)/s` per row).
 //! 3. **Micro-kernel** ([`Kernel`]): a tile of `MR = 4` output planes by `NR`
 //!    consecutive flat outputs is accumulated in registers over all `C_in*nti*K*K`
-//!    terms; each term is `MR` broadcasts of a weight times `NR / 8` vector loads of
-//!    the packed input, `MR * NR` multiply-adds. The tile is then written to the output
+//!    terms; each term is `MR` broadcasts of a weight times three vector loads of
+//!    the packed input, `MR * NR` multiply-adds (`NR` = 8 portable, 24 AVX2+FMA,
+//!    48 AVX-512). The tile is then written to the output
 //!    (bias added, dropped columns skipped).
 //! 4. **Packed bank** ([`FastPlan::pack_bank`], once per weight change): the expanded
 //!    bank reordered to `(C_out*nto / MR, C_in*nti, K*K, MR)`, so that a tile reads its
@@ -67,7 +68,7 @@ static_assertions::const_assert!(
 pub const MAX_KERNEL: usize = 11;
 
 /// Flat outputs per tile of the widest kernel; the packed input has room for it.
-const NR_MAX: usize = 24;
+const NR_MAX: usize = 48;
 
 /// Reorders an expanded OIHW bank of shape `bank_shape = [C_out*nto, C_in*nti, K, K]`
 /// into the fast path's layout `(C_out*nto/MR, C_in*nti, K*K, MR)`:
@@ -304,6 +305,21 @@ impl FastPlan {
                 )))]
                 Err(Error::KernelNotCompiled { kernel: "avx2_fma" })
             }
+            Kernel::Avx512 => {
+                #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+                {
+                    // SAFETY: compiled only when the build enables `avx512f` for every
+                    // function, so the CPU running this code has it; that is the one
+                    // requirement of the `#[target_feature]` function (safe Rust).
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        tile::drive_avx512(self, packed_input, packed_bank, bias, out, tiles);
+                    }
+                    Ok(())
+                }
+                #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+                Err(Error::KernelNotCompiled { kernel: "avx512" })
+            }
         }
     }
 
@@ -329,6 +345,31 @@ impl FastPlan {
     ) -> Result<(), Error> {
         self.check_compute(packed_input, packed_bank, bias, out, &tiles)?;
         tile::drive_avx2_fma(self, packed_input, packed_bank, bias, out, tiles);
+        Ok(())
+    }
+
+    /// [`compute`](Self::compute) with the AVX-512 kernel, for callers that detected
+    /// the CPU feature at run time. Same arguments, errors and result.
+    ///
+    /// # Safety
+    /// Calling it is safe inside code compiled with `avx512f` enabled; anywhere else
+    /// the caller must make sure the CPU has it (`is_x86_feature_detected!`): the
+    /// function itself is safe Rust, the only obligation is the CPU feature.
+    ///
+    /// # Errors
+    /// As [`compute`](Self::compute).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    pub fn compute_avx512(
+        &self,
+        packed_input: &[f32],
+        packed_bank: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+        tiles: Range<usize>,
+    ) -> Result<(), Error> {
+        self.check_compute(packed_input, packed_bank, bias, out, &tiles)?;
+        tile::drive_avx512(self, packed_input, packed_bank, bias, out, tiles);
         Ok(())
     }
 
@@ -550,8 +591,8 @@ mod tests {
                         };
                         compare::<C4>(shape, Kernel::Portable);
                         compare::<D4>(shape, Kernel::Portable);
-                        if Kernel::compiled() == Kernel::Avx2Fma {
-                            compare::<C4>(shape, Kernel::Avx2Fma);
+                        if Kernel::compiled() != Kernel::Portable {
+                            compare::<C4>(shape, Kernel::compiled());
                         }
                     }
                 }

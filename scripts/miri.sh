@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Runs the tests that reach gconv's two `unsafe` blocks under Miri (nightly), with
-# AVX2 and FMA enabled so the AVX2+FMA micro-kernel is what Miri interprets:
+# Runs the tests that reach gconv's `unsafe` blocks under Miri (nightly), with AVX2,
+# FMA and AVX-512F enabled so the SIMD micro-kernels are what Miri interprets:
 #
-# * gconv-core `fast::FastPlan::compute`: the call of the AVX2+FMA kernel in builds
-#   that enable the features at compile time;
-# * gconv-std `fast::compute`: the call after run-time detection.
+# * gconv-core `fast::FastPlan::compute`: the calls of the AVX2+FMA and AVX-512
+#   kernels in builds that enable those features at compile time;
+# * gconv-std `fast::compute`: the calls after run-time detection.
 #
 # Miri is an interpreter (about 10^4 times slower), so it runs the small cases
 # (`fast::` tests); the large grids run natively in `cargo test`.
@@ -22,6 +22,6 @@ cargo +nightly miri setup >/dev/null
 
 # Separate target dir: different flags and toolchain from the normal build.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/miri-avx2"
-export RUSTFLAGS="-C target-feature=+avx2,+fma"
+export RUSTFLAGS="-C target-feature=+avx2,+fma,+avx512f"
 cargo +nightly miri test -p gconv-core --lib fast::
 cargo +nightly miri test -p gconv-std --lib fast::

@@ -205,10 +205,10 @@ pub fn forward_par(
     let threads = rayon::current_num_threads().max(1);
     let geo = plan.geometry();
     let (in_len, out_len) = (plan.image_input_len(), plan.image_output_len());
+    plan.check_operands(packed_bank, bias)?;
     if in_len == 0 || out_len == 0 || geo.batch() == 0 {
         return Ok(1);
     }
-    plan.check_operands(packed_bank, bias)?;
     if threads == 1 {
         forward(plan, kernel, input, packed_bank, bias, output)?;
         return Ok(1);

@@ -9,15 +9,28 @@
 //!
 //! Outputs are pre-filled with NaN and scratch with junk, so a kernel that skips a
 //! write or reads stale scratch fails.
+//!
+//! The same grid also runs through the fast path (`gconv_core::fast`), once per
+//! micro-kernel this CPU has (`gconv_std::fast::available_kernels`: always
+//! `Portable`, plus `Avx2Fma` on AVX2+FMA machines), with the same tolerance: each
+//! fast output is also an f32 sum of `terms` products plus the bias (accumulated with
+//! or without FMA, in a different order than the direct path), and that bound,
+//! `|err| <= (terms + 2) * eps * (sum |x w| + |b|)`, holds for any order of summation
+//! and for fused or separate multiply-adds. Extra fast-path cases cover what the
+//! small grid does not reach: many input planes (several blocks of planes, more than
+//! one group of output tiles), a wide map with one block, and output widths around
+//! the tile widths 8 and 24.
 
 mod common;
 
 use common::{assert_matches_oracle, oracle, random_vec, rng};
 use gconv_core::conv::expand::expand_filter_bank;
 use gconv_core::conv::{group, lifting};
-use gconv_core::{Buffer, C4, ConvShape, D4, Dim, Domain, Error, Group, Padding};
-use gconv_std::reference::RefGroup;
+use gconv_core::fast::{FastPlan, Kernel, MR, pack_bank};
+use gconv_core::{Buffer, C4, ConvGeometry, ConvShape, D4, Dim, Domain, Error, Group, Padding};
+use gconv_std::reference::{RefGroup, RefOutput};
 use rand::RngExt;
+use rand::rngs::StdRng;
 
 const KERNELS: [usize; 6] = [1, 2, 3, 4, 5, 7];
 const SIZES: [(usize, usize); 5] = [(7, 8), (8, 7), (9, 9), (8, 8), (11, 10)];
@@ -107,6 +120,9 @@ fn grid<G: Group>(group: RefGroup, domain: Domain, seed: u64) -> usize {
                 let mut out2 = vec![f32::NAN; geo.output_len()];
                 bank_kernel(&shape, &x, &bank, bias, &mut out2).unwrap();
                 assert_eq!(out, out2, "{what}: raw and expanded paths differ");
+
+                // The fast path, with every micro-kernel this CPU has.
+                check_fast(&what, &geo, &x, &bank, bias, &reference);
                 compared += 1;
             }
         }
@@ -138,6 +154,366 @@ fn d4_to_d4_matches_reference() {
         grid::<D4>(RefGroup::D4, Domain::Group, 4),
         6 * 3 * 4 - 2 * 3
     );
+}
+
+/// The fast path's output for `x` with `kernel`: the bank packed with `pack_bank`,
+/// then per image `pack_input` and `gconv_std::fast::compute` in two calls, tiles
+/// `0..t/2` then `t/2..t` (so a range that does not start at tile 0 is covered too).
+/// The output starts as NaN, the packed bank as NaN, and the packed-input buffer is
+/// longer than `packed_input_len` with 1e30 in the part `pack_input` does not write:
+/// a skipped write or a read past the packed image shows in the comparison.
+/// Also checks that `gconv_std::fast::forward` on the whole batch gives the same bits.
+fn fast_forward(
+    geo: &ConvGeometry,
+    kernel: Kernel,
+    x: &[f32],
+    bank: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let plan = FastPlan::new(geo).unwrap();
+    assert_eq!(plan.packed_bank_len(), geo.bank_len());
+    let mut packed = vec![f32::NAN; geo.bank_len()];
+    pack_bank(geo.bank_shape(), bank, &mut packed).unwrap();
+    let mut out = vec![f32::NAN; geo.output_len()];
+    let mut scratch = vec![1e30f32; plan.packed_input_len() + 64];
+    let (in_len, out_len) = (plan.image_input_len(), plan.image_output_len());
+    let tiles = plan.plane_tiles();
+    assert_eq!(tiles * MR, geo.out_channels() * geo.nto());
+    let tile_len = out_len / tiles;
+    let half = tiles / 2;
+    for (image, y) in x.chunks_exact(in_len).zip(out.chunks_exact_mut(out_len)) {
+        plan.pack_input(image, &mut scratch).unwrap();
+        let (first, second) = y.split_at_mut(half * tile_len);
+        gconv_std::fast::compute(&plan, kernel, &scratch, &packed, bias, first, 0..half).unwrap();
+        gconv_std::fast::compute(&plan, kernel, &scratch, &packed, bias, second, half..tiles)
+            .unwrap();
+    }
+    let mut whole = vec![f32::NAN; geo.output_len()];
+    gconv_std::fast::forward(&plan, kernel, x, &packed, bias, &mut whole).unwrap();
+    assert!(
+        out.iter()
+            .map(|v| v.to_bits())
+            .eq(whole.iter().map(|v| v.to_bits())),
+        "fast::forward and per-tile compute differ"
+    );
+    out
+}
+
+/// The fast path with every micro-kernel this CPU has against the oracle, with the
+/// grid's tolerance (see the module docs).
+fn check_fast(
+    what: &str,
+    geo: &ConvGeometry,
+    x: &[f32],
+    bank: &[f32],
+    bias: Option<&[f32]>,
+    reference: &RefOutput,
+) {
+    let kernels = gconv_std::fast::available_kernels();
+    assert!(kernels.contains(&Kernel::Portable));
+    for kernel in kernels {
+        let out = fast_forward(geo, kernel, x, bank, bias);
+        let what = format!("{what} fast {}", kernel.name());
+        assert_matches_oracle(&what, &out, reference, geo.terms_per_output(), bias);
+    }
+}
+
+/// One configuration (random input, weights and bias) through the oracle and the
+/// fast path with every kernel. Returns its geometry.
+fn fast_case<G: Group>(
+    group: RefGroup,
+    domain: Domain,
+    shape: ConvShape,
+    rng: &mut StdRng,
+) -> ConvGeometry {
+    let what = format!("{} {domain:?} {shape:?}", G::NAME);
+    let geo = shape
+        .geometry::<G>(domain)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let x = random_vec(rng, geo.input_len());
+    let w = random_vec(rng, geo.weight_len());
+    let b = random_vec(rng, geo.bias_len());
+    let bias = Some(b.as_slice());
+    let reference = oracle(group, domain, &shape, &x, &w, bias);
+    let mut bank = vec![f32::NAN; geo.bank_len()];
+    let (c_out, c_in) = (shape.out_channels, shape.in_channels);
+    expand_filter_bank::<G>(domain, c_out, c_in, shape.kernel, &w, &mut bank).unwrap();
+    check_fast(&what, &geo, &x, &bank, bias, &reference);
+    geo
+}
+
+/// Blocks of input planes the fast path walks for `kernel`: a copy of
+/// `planes_per_block` in gconv-core's `fast/tile.rs` (16 KiB of L1 over
+/// `n_group * NR + (K-1)*(phase_w+1)` f32 per plane, `n_group` flat-output tiles
+/// sharing a block), so the tests below can check that they reach the code they are
+/// meant for. One block is the sweep path. The rule was being tuned when this was
+/// written (`n_group` 1, then 4): the blocked cases are checked with `n_group = 1`
+/// (fewest blocks) and the one-block cases with `n_group = 8` (most), so they hold
+/// for any `n_group` in between. If the rule changes otherwise, update this copy.
+fn plane_blocks(geo: &ConvGeometry, kernel: Kernel, n_group: usize) -> usize {
+    let (_, nr) = kernel.tile();
+    let (k, s) = (geo.kernel(), geo.stride());
+    let phase_w = ((geo.out_width() - 1) * s + k).div_ceil(s);
+    let planes_in = geo.in_channels() * geo.nti();
+    let reach = n_group * nr + (k - 1) * (phase_w + 1);
+    let per_block = (16 * 1024 / 4 / reach).clamp(1, planes_in);
+    planes_in.div_ceil(per_block)
+}
+
+/// Output-plane tiles the fast path keeps in registers/stack at once (`CO_GROUP` in
+/// `fast/tile.rs`): layers with more tiles walk several groups.
+const CO_GROUP: usize = 16;
+
+fn shape(
+    (in_channels, out_channels): (usize, usize),
+    (height, width): (usize, usize),
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+    batch: usize,
+) -> ConvShape {
+    ConvShape {
+        batch,
+        in_channels,
+        out_channels,
+        height,
+        width,
+        kernel,
+        stride,
+        padding,
+    }
+}
+
+/// Many input planes: the fast path splits them into several blocks and accumulates
+/// across blocks (and, with more than `CO_GROUP` tiles, across groups of tiles).
+#[test]
+fn fast_path_with_blocks_of_input_planes_matches_reference() {
+    let mut rng = rng(11);
+    let explicit = Padding::Explicit {
+        top: 1,
+        bottom: 2,
+        left: 0,
+        right: 3,
+    };
+    let cases: [(RefGroup, Domain, ConvShape); 6] = [
+        // 128 planes, 18 tiles (two groups of tiles).
+        (
+            RefGroup::D4,
+            Domain::Group,
+            shape((16, 9), (20, 23), 3, 1, Padding::Same, 1),
+        ),
+        (
+            RefGroup::D4,
+            Domain::Group,
+            shape((16, 2), (21, 20), 5, 2, Padding::symmetric(1), 2),
+        ),
+        // 160 planes.
+        (
+            RefGroup::C4,
+            Domain::Group,
+            shape((40, 5), (20, 20), 3, 1, Padding::Valid, 1),
+        ),
+        // 160 planes, 17 tiles, even K, stride 3.
+        (
+            RefGroup::C4,
+            Domain::Group,
+            shape((40, 17), (22, 21), 4, 3, explicit, 1),
+        ),
+        // A lifting layer with many channels.
+        (
+            RefGroup::C4,
+            Domain::Z2,
+            shape((70, 5), (20, 20), 5, 1, Padding::Same, 1),
+        ),
+        // Few planes (16) but a wide map: the blocks get small.
+        (
+            RefGroup::C4,
+            Domain::Group,
+            shape((4, 3), (7, 83), 5, 1, Padding::Valid, 2),
+        ),
+    ];
+    let mut many_groups = false;
+    for (group, domain, shape) in cases {
+        let geo = match group {
+            RefGroup::C4 => fast_case::<C4>(group, domain, shape, &mut rng),
+            RefGroup::D4 => fast_case::<D4>(group, domain, shape, &mut rng),
+        };
+        for kernel in gconv_std::fast::available_kernels() {
+            assert!(
+                plane_blocks(&geo, kernel, 1) > 1,
+                "{shape:?} with {}: one block of planes, the case misses its purpose",
+                kernel.name()
+            );
+        }
+        many_groups |= geo.out_channels() * geo.nto() / MR > CO_GROUP;
+    }
+    assert!(many_groups);
+}
+
+/// Few input planes on a wide map: one block, the sweep path.
+#[test]
+fn fast_path_on_wide_maps_matches_reference() {
+    let mut rng = rng(12);
+    let cases: [(RefGroup, ConvShape); 4] = [
+        (RefGroup::C4, shape((1, 4), (9, 67), 3, 1, Padding::Same, 2)),
+        (
+            RefGroup::D4,
+            shape((1, 4), (6, 75), 5, 2, Padding::symmetric(2), 1),
+        ),
+        (
+            RefGroup::C4,
+            shape((3, 2), (5, 96), 4, 1, Padding::Valid, 1),
+        ),
+        (
+            RefGroup::D4,
+            shape(
+                (3, 3),
+                (8, 64),
+                7,
+                2,
+                Padding::Explicit {
+                    top: 1,
+                    bottom: 2,
+                    left: 0,
+                    right: 3,
+                },
+                1,
+            ),
+        ),
+    ];
+    for (group, shape) in cases {
+        let geo = match group {
+            RefGroup::C4 => fast_case::<C4>(group, Domain::Z2, shape, &mut rng),
+            RefGroup::D4 => fast_case::<D4>(group, Domain::Z2, shape, &mut rng),
+        };
+        assert!(geo.out_width() >= 30, "{shape:?}");
+        for kernel in gconv_std::fast::available_kernels() {
+            assert_eq!(
+                plane_blocks(&geo, kernel, 8),
+                1,
+                "{shape:?} {}",
+                kernel.name()
+            );
+        }
+    }
+}
+
+/// Output widths below, at and around the tile widths `NR` of every micro-kernel
+/// (8 portable, 24 AVX2, ...) and twice them, with 1 to 5 output rows: tiles that
+/// span several output rows, end inside a row, or hold less than one row.
+#[test]
+fn fast_path_on_odd_output_widths_matches_reference() {
+    let mut widths = vec![1, 2, 3, 5, 7, 13];
+    for kernel in Kernel::ALL {
+        let (_, nr) = kernel.tile();
+        widths.extend([nr - 1, nr, nr + 1, 2 * nr - 1, 2 * nr + 1]);
+    }
+    widths.sort_unstable();
+    widths.dedup();
+    let mut rng = rng(13);
+    let mut case = 0usize;
+    for (group, domain) in [
+        (RefGroup::C4, Domain::Z2),
+        (RefGroup::C4, Domain::Group),
+        (RefGroup::D4, Domain::Z2),
+        (RefGroup::D4, Domain::Group),
+    ] {
+        for &out_w in &widths {
+            case += 1;
+            let out_h = 1 + case % 5;
+            let k = [1, 2, 3, 5][case % 4];
+            let s = 1 + case % 3;
+            // Explicit padding below K on every other case; the input size is chosen
+            // to give exactly `out_h x out_w` outputs (with up to s-1 unused samples).
+            let pad = |rng: &mut StdRng| {
+                if case.is_multiple_of(2) {
+                    rng.random_range(0..k)
+                } else {
+                    0
+                }
+            };
+            let [top, bottom, left, right] =
+                [pad(&mut rng), pad(&mut rng), pad(&mut rng), pad(&mut rng)];
+            let slack = rng.random_range(0..s);
+            // Padded extent `(out-1)*s + K + slack`; padding dropped on an axis where
+            // it would leave no input.
+            let axis = |out: usize, before: usize, after: usize| {
+                let padded = (out - 1) * s + k + slack;
+                if before + after >= padded {
+                    (padded, 0, 0)
+                } else {
+                    (padded - before - after, before, after)
+                }
+            };
+            let (h, top, bottom) = axis(out_h, top, bottom);
+            let (w, left, right) = axis(out_w, left, right);
+            let shape = ConvShape {
+                batch: 2,
+                in_channels: rng.random_range(1..=2),
+                out_channels: rng.random_range(1..=2),
+                height: h,
+                width: w,
+                kernel: k,
+                stride: s,
+                padding: Padding::Explicit {
+                    top,
+                    bottom,
+                    left,
+                    right,
+                },
+            };
+            let geo = match group {
+                RefGroup::C4 => fast_case::<C4>(group, domain, shape, &mut rng),
+                RefGroup::D4 => fast_case::<D4>(group, domain, shape, &mut rng),
+            };
+            assert_eq!(geo.out_width(), out_w, "{shape:?}");
+            assert_eq!(geo.out_height(), out_h, "{shape:?}");
+        }
+    }
+}
+
+/// Kernels past the grid's largest (7) up to the fast path's limit
+/// (`gconv_core::fast::MAX_KERNEL`), stride 1 and 2, with and without padding.
+#[test]
+fn fast_path_with_large_kernels_matches_reference() {
+    let mut rng = rng(14);
+    let mut case = 0usize;
+    for k in 6..=gconv_core::fast::MAX_KERNEL {
+        for stride in 1..=2 {
+            for (group, domain) in [
+                (RefGroup::C4, Domain::Z2),
+                (RefGroup::C4, Domain::Group),
+                (RefGroup::D4, Domain::Z2),
+                (RefGroup::D4, Domain::Group),
+            ] {
+                case += 1;
+                let padding = match case % 3 {
+                    0 => Padding::Valid,
+                    1 => Padding::symmetric(k / 2),
+                    _ => Padding::Explicit {
+                        top: 0,
+                        bottom: 1,
+                        left: k - 1,
+                        right: 2,
+                    },
+                };
+                let shape = ConvShape {
+                    batch: 2,
+                    in_channels: rng.random_range(1..=2),
+                    out_channels: rng.random_range(1..=2),
+                    height: k + case % 4,
+                    width: k + 3 + 5 * (case % 7),
+                    kernel: k,
+                    stride,
+                    padding,
+                };
+                match group {
+                    RefGroup::C4 => fast_case::<C4>(group, domain, shape, &mut rng),
+                    RefGroup::D4 => fast_case::<D4>(group, domain, shape, &mut rng),
+                };
+            }
+        }
+    }
 }
 
 /// A batch of zero images is valid and produces an empty output.

@@ -70,6 +70,9 @@ pub const MAX_KERNEL: usize = 11;
 /// Flat outputs per tile of the widest kernel; the packed input has room for it.
 const NR_MAX: usize = 48;
 
+/// Most output rows one row tile spans.
+const ROW_BAND: usize = 4;
+
 /// Reorders an expanded OIHW bank of shape `bank_shape = [C_out*nto, C_in*nti, K, K]`
 /// into the fast path's layout `(C_out*nto/MR, C_in*nti, K*K, MR)`:
 ///
@@ -115,6 +118,9 @@ pub struct FastPlan {
     packed_input_len: usize,
     taps: [usize; MAX_KERNEL * MAX_KERNEL],
     n_taps: usize,
+    /// Row tiles `(vectors of 16 per row, rows)` for the AVX-512 kernel when the
+    /// output width is a multiple of 16.
+    row_tiles: Option<(usize, usize)>,
 }
 
 impl FastPlan {
@@ -167,6 +173,18 @@ impl FastPlan {
             .div_ceil(NR_MAX)
             .checked_mul(NR_MAX)
             .ok_or_else(overflow)?;
+        // Row tiles read up to `ROW_BAND - 1` rows past the last output row.
+        let n_round = n_round.max(
+            (oh + ROW_BAND - 1)
+                .checked_mul(phase_w)
+                .ok_or_else(overflow)?,
+        );
+        let row_tiles = match ow % 64 {
+            0 => Some((4, 1)),
+            32 => Some((2, 2)),
+            16 | 48 => Some((1, 4)),
+            _ => None,
+        };
         let body = planes_in.checked_mul(plane_len).ok_or_else(overflow)?;
         let reach = (planes_in - 1)
             .checked_mul(plane_len)
@@ -184,6 +202,7 @@ impl FastPlan {
             packed_input_len: body.max(reach),
             taps,
             n_taps: k * k,
+            row_tiles,
         })
     }
 

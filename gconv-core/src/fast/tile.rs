@@ -75,6 +75,8 @@ impl Kernel {
 const PORTABLE_NR: usize = 8;
 const AVX2_NR: usize = 24;
 const AVX512_NR: usize = 48;
+/// Outputs per row tile (`rows * width`).
+const ROW_NR: usize = 64;
 
 /// Output tiles whose accumulators are kept while the planes are walked block by block
 /// (on the stack: `CO_GROUP * MR * NR` f32, 6 KiB for the AVX2 tile).
@@ -92,6 +94,83 @@ fn planes_per_block(plan: &FastPlan, nr: usize) -> usize {
     (L1_F32 / reach).clamp(1, plan.planes_in.max(1))
 }
 
+/// How a kernel's tiles cover one output plane: where each tile starts on the flat
+/// output index and how it is written back.
+trait Tiling<const NR: usize> {
+    /// Number of tiles per plane.
+    fn count(&self) -> usize;
+    /// Flat index (`y*phase_w + x`) of tile `j`'s first output.
+    fn start(&self, j: usize) -> usize;
+    /// Writes tile `j` (`MR` planes) to `out_tile` (those planes, `(MR, H', W')`)
+    /// with `bias` added.
+    fn store(&self, acc: &[[f32; NR]; MR], j: usize, bias: f32, out_tile: &mut [f32]);
+}
+
+/// Tiles of `NR` consecutive flat outputs; the flat outputs that are not pixels
+/// (`x >= W'`, the `K-1` columns between rows) are computed and dropped.
+struct FlatTiles<'a>(&'a FastPlan);
+
+impl<const NR: usize> Tiling<NR> for FlatTiles<'_> {
+    fn count(&self) -> usize {
+        self.0.n_flat.div_ceil(NR)
+    }
+    fn start(&self, j: usize) -> usize {
+        j * NR
+    }
+    #[inline(always)]
+    fn store(&self, acc: &[[f32; NR]; MR], j: usize, bias: f32, out_tile: &mut [f32]) {
+        let n0 = j * NR;
+        let at = (n0 / self.0.phase_w, n0 % self.0.phase_w);
+        store_tile(self.0, acc, at, bias, out_tile);
+    }
+}
+
+/// Tiles of `rows` output rows by `width` columns, `rows * width = NR`, that never
+/// cross a row end: no dropped outputs when `width` divides `W'` (rows past the last
+/// one are computed and dropped).
+#[cfg(target_arch = "x86_64")]
+struct RowTiles<'a> {
+    plan: &'a FastPlan,
+    width: usize,
+    rows: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl RowTiles<'_> {
+    /// Tiles per band of `rows` output rows.
+    fn per_band(&self) -> usize {
+        self.plan.geo.out_width() / self.width
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<const NR: usize> Tiling<NR> for RowTiles<'_> {
+    fn count(&self) -> usize {
+        self.plan.geo.out_height().div_ceil(self.rows) * self.per_band()
+    }
+    fn start(&self, j: usize) -> usize {
+        let (band, seg) = (j / self.per_band(), j % self.per_band());
+        band * self.rows * self.plan.phase_w + seg * self.width
+    }
+    #[inline(always)]
+    fn store(&self, acc: &[[f32; NR]; MR], j: usize, bias: f32, out_tile: &mut [f32]) {
+        let (oh, ow) = (self.plan.geo.out_height(), self.plan.geo.out_width());
+        let (band, seg) = (j / self.per_band(), j % self.per_band());
+        let (y0, x0) = (band * self.rows, seg * self.width);
+        for (acc_m, out_plane) in acc.iter().zip(out_tile.chunks_exact_mut(oh * ow)) {
+            for (r, src) in acc_m.chunks_exact(self.width).enumerate().take(self.rows) {
+                let y = y0 + r;
+                let Some(dst) = out_plane.get_mut(y * ow + x0..y * ow + x0 + self.width) else {
+                    break;
+                };
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = v + bias;
+                }
+            }
+        }
+    }
+}
+
 /// Walks output planes `tiles.start*MR .. tiles.end*MR` one flat-output tile at a
 /// time. For each run of `NR` flat outputs and each group of [`CO_GROUP`] plane tiles,
 /// the input planes are taken in blocks of [`planes_per_block`]: every tile of the
@@ -101,6 +180,7 @@ fn planes_per_block(plan: &FastPlan, nr: usize) -> usize {
 #[inline(always)]
 fn drive<const NR: usize>(
     plan: &FastPlan,
+    tiling: &impl Tiling<NR>,
     packed_bank: &[f32],
     bias: Option<&[f32]>,
     out: &mut [f32],
@@ -121,30 +201,20 @@ fn drive<const NR: usize>(
                 return;
             };
             let b = bias.map_or(0.0, |b| b.get(t >> channel_shift).copied().unwrap_or(0.0));
-            let (mut y, mut x) = (0, 0); // flat row and column of `n0`
-            for n0 in (0..plan.n_flat).step_by(NR) {
+            for j in 0..tiling.count() {
+                let n0 = tiling.start(j);
                 tile(weights, n0, n0, &mut one, false);
-                store_tile(plan, &one, (y, x), b, out_tile);
-                x += NR;
-                while x >= plan.phase_w {
-                    x -= plan.phase_w;
-                    y += 1;
-                }
+                tiling.store(&one, j, b, out_tile);
             }
         }
         return;
     }
     let mut accs = [[[[0.0f32; NR]; MR]; N_GROUP]; CO_GROUP];
-    let n_tiles = plan.n_flat.div_ceil(NR);
+    let n_tiles = tiling.count();
     let mut first = 0;
     while first < n_tiles {
-        // Tiles `first .. first + count` of flat outputs, and where each starts.
+        // Tiles `first .. first + count`.
         let count = N_GROUP.min(n_tiles - first);
-        let mut at = [(0usize, 0usize); N_GROUP];
-        for (j, a) in at.iter_mut().enumerate().take(count) {
-            let n0 = (first + j) * NR;
-            *a = (n0 / plan.phase_w, n0 % plan.phase_w);
-        }
         let mut t0 = tiles.start;
         while t0 < tiles.end {
             let t1 = (t0 + CO_GROUP).min(tiles.end);
@@ -157,7 +227,7 @@ fn drive<const NR: usize>(
                         return;
                     };
                     for (j, acc) in acc_t.iter_mut().enumerate().take(count) {
-                        let n0 = (first + j) * NR;
+                        let n0 = tiling.start(first + j);
                         tile(weights, p0 * plan.plane_len + n0, n0, acc, p0 > 0);
                     }
                 }
@@ -171,8 +241,8 @@ fn drive<const NR: usize>(
                 // The tile's planes `t*MR ..` are orientations of G-channel
                 // `t*MR / nto = t >> channel_shift` (`nto / MR` is 1 or 2).
                 let b = bias.map_or(0.0, |b| b.get(t >> channel_shift).copied().unwrap_or(0.0));
-                for (acc, &yx) in acc_t.iter().zip(&at).take(count) {
-                    store_tile(plan, acc, yx, b, out_tile);
+                for (j, acc) in acc_t.iter().enumerate().take(count) {
+                    tiling.store(acc, first + j, b, out_tile);
                 }
             }
             t0 = t1;
@@ -285,6 +355,7 @@ pub(super) fn drive_portable(
     let taps = &plan.taps[..plan.n_taps];
     drive::<PORTABLE_NR>(
         plan,
+        &FlatTiles(plan),
         packed_bank,
         bias,
         out,
@@ -300,7 +371,7 @@ mod avx2 {
     use core::arch::x86_64::{__m256, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_setzero_ps};
     use core::ops::Range;
 
-    use super::{AVX2_NR, FastPlan, MR, drive};
+    use super::{AVX2_NR, FastPlan, FlatTiles, MR, drive};
 
     /// The AVX2+FMA tile (`4 x 24`): 12 accumulators, 3 input vectors and one
     /// broadcast weight in the 16 ymm registers. Same contract as the portable tile.
@@ -360,6 +431,7 @@ mod avx2 {
         let taps = &plan.taps[..plan.n_taps];
         drive::<AVX2_NR>(
             plan,
+            &FlatTiles(plan),
             packed_bank,
             bias,
             out,
@@ -379,7 +451,7 @@ mod avx512 {
     use core::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps};
     use core::ops::Range;
 
-    use super::{AVX512_NR, FastPlan, MR, drive};
+    use super::{AVX512_NR, FastPlan, FlatTiles, MR, ROW_NR, RowTiles, drive};
 
     /// The AVX-512 tile (`4 x 48`): 12 accumulators, 3 input vectors and one broadcast
     /// weight, half of the 32 zmm registers. Same contract as the portable tile.
@@ -426,7 +498,60 @@ mod avx512 {
         *acc = bytemuck::cast(c);
     }
 
-    /// Drives the AVX-512 kernel over `tiles` (lengths checked by the caller).
+    /// The AVX-512 row tile: `MR` planes by `R` output rows by `V` 16-lane vectors
+    /// (`R*V = 4`, 16 accumulators), rows `phase_w` apart on the flat index. Same
+    /// contract as the portable tile, with `acc[m]` holding the `R` rows one after
+    /// the other.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn tile_avx512_rows<const V: usize, const R: usize>(
+        weights: &[f32],
+        input: &[f32],
+        (start, plane_len, row_len): (usize, usize, usize),
+        taps: &[usize],
+        acc: &mut [[f32; ROW_NR]; MR],
+        accumulate: bool,
+    ) {
+        let mut c: [[[__m512; V]; R]; MR] = if accumulate {
+            bytemuck::must_cast(*acc)
+        } else {
+            [[[_mm512_setzero_ps(); V]; R]; MR]
+        };
+        let (w_terms, _) = weights.as_chunks::<MR>();
+        let mut base = start;
+        'planes: for w_plane in w_terms.chunks_exact(taps.len()) {
+            let Some(window) = input.get(base..) else {
+                break;
+            };
+            for (w, &tap) in w_plane.iter().zip(taps) {
+                let mut x = [[_mm512_setzero_ps(); V]; R];
+                for (r, x_r) in x.iter_mut().enumerate() {
+                    let at = tap + r * row_len;
+                    let Some(row) = window.get(at..at + 16 * V) else {
+                        break 'planes;
+                    };
+                    for (x_rv, chunk) in x_r.iter_mut().zip(row.chunks_exact(16)) {
+                        let lanes = chunk.first_chunk::<16>().unwrap_or(&[0.0; 16]);
+                        *x_rv = bytemuck::cast(*lanes);
+                    }
+                }
+                for (c_m, &w_m) in c.iter_mut().zip(w) {
+                    let w_m = _mm512_set1_ps(w_m);
+                    for (c_mr, x_r) in c_m.iter_mut().zip(&x) {
+                        for (c_mrv, &x_rv) in c_mr.iter_mut().zip(x_r) {
+                            *c_mrv = _mm512_fmadd_ps(w_m, x_rv, *c_mrv);
+                        }
+                    }
+                }
+            }
+            base += plane_len;
+        }
+        *acc = bytemuck::must_cast(c);
+    }
+
+    /// Drives the AVX-512 kernel over `tiles` (lengths checked by the caller): row
+    /// tiles when the output width is a multiple of 16 (no dropped columns), else
+    /// flat tiles.
     #[target_feature(enable = "avx512f")]
     pub(in crate::fast) fn drive_avx512(
         plan: &FastPlan,
@@ -437,16 +562,35 @@ mod avx512 {
         tiles: Range<usize>,
     ) {
         let taps = &plan.taps[..plan.n_taps];
-        drive::<AVX512_NR>(
-            plan,
-            packed_bank,
-            bias,
-            out,
-            tiles,
-            |w, start, _, acc, add| {
-                tile_avx512(w, packed_input, (start, plan.plane_len), taps, acc, add)
-            },
-        );
+        let at = |start| (start, plan.plane_len, plan.phase_w);
+        macro_rules! rows {
+            ($v:literal, $r:literal) => {{
+                let tiling = RowTiles {
+                    plan,
+                    width: 16 * $v,
+                    rows: $r,
+                };
+                drive::<ROW_NR>(plan, &tiling, packed_bank, bias, out, tiles, |w, start, _, acc, add| {
+                    tile_avx512_rows::<$v, $r>(w, packed_input, at(start), taps, acc, add)
+                })
+            }};
+        }
+        match plan.row_tiles {
+            Some((4, 1)) => rows!(4, 1),
+            Some((2, 2)) => rows!(2, 2),
+            Some((1, 4)) => rows!(1, 4),
+            _ => drive::<AVX512_NR>(
+                plan,
+                &FlatTiles(plan),
+                packed_bank,
+                bias,
+                out,
+                tiles,
+                |w, start, _, acc, add| {
+                    tile_avx512(w, packed_input, (start, plan.plane_len), taps, acc, add)
+                },
+            ),
+        }
     }
 }
 

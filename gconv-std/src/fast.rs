@@ -57,11 +57,12 @@ pub fn avx2_fma_detected() -> bool {
     }
 }
 
-/// Whether the CPU has AVX-512F (false off x86_64).
+/// Whether the CPU has AVX-512F, AVX2 and FMA, what the AVX-512 kernel uses (false
+/// off x86_64).
 pub fn avx512_detected() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx512f")
+        is_x86_feature_detected!("avx512f") && avx2_fma_detected()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -105,9 +106,9 @@ pub fn compute(
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512 => {
-            // SAFETY: `compute_avx512` is safe Rust compiled with `avx512f` enabled;
-            // its one requirement is that the CPU has the feature, which `cpu_has`
-            // has just confirmed (std caches the CPUID result).
+            // SAFETY: `compute_avx512` is safe Rust compiled with `avx512f`, `avx2`
+            // and `fma` enabled; its one requirement is that the CPU has them, which
+            // `cpu_has` has just confirmed (std caches the CPUID result).
             unsafe { plan.compute_avx512(packed_input, packed_bank, bias, out, tiles) }
         }
         #[cfg(target_arch = "x86_64")]

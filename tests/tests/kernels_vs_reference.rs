@@ -403,7 +403,9 @@ fn fast_path_on_wide_maps_matches_reference() {
 /// span several output rows, end inside a row, or hold less than one row.
 #[test]
 fn fast_path_on_odd_output_widths_matches_reference() {
-    let mut widths = vec![1, 2, 3, 5, 7, 13];
+    // Plus the widths the AVX-512 row tiles take: multiples of 16 (rows of 1, 2
+    // or 4 vectors of 16) and 24, 40, 56 (vectors of 16 and one of 8).
+    let mut widths = vec![1, 2, 3, 5, 7, 13, 16, 24, 32, 40, 56, 64, 80, 112, 128];
     for kernel in Kernel::ALL {
         let (_, nr) = kernel.tile();
         widths.extend([nr - 1, nr, nr + 1, 2 * nr - 1, 2 * nr + 1]);

@@ -118,8 +118,9 @@ pub struct FastPlan {
     packed_input_len: usize,
     taps: [usize; MAX_KERNEL * MAX_KERNEL],
     n_taps: usize,
-    /// Row tiles `(vectors of 16 per row, rows)` for the AVX-512 kernel when the
-    /// output width is a multiple of 16.
+    /// Row tiles for the AVX-512 kernel when the output width is a multiple of 16
+    /// (`(vectors of 16 per row, rows)`) or 56, 40, 24 (`(vectors of 16, 0)`, plus
+    /// one vector of 8 per row).
     row_tiles: Option<(usize, usize)>,
 }
 
@@ -179,10 +180,15 @@ impl FastPlan {
                 .checked_mul(phase_w)
                 .ok_or_else(overflow)?,
         );
-        let row_tiles = match ow % 64 {
-            0 => Some((4, 1)),
-            32 => Some((2, 2)),
-            16 | 48 => Some((1, 4)),
+        // `(V, R)`: R rows of V 16-lane vectors; `(V, 0)`: V 16-lane vectors and one
+        // 8-lane vector per row, for the widths 56, 40 and 24.
+        let row_tiles = match (ow % 64, ow) {
+            (0, _) => Some((4, 1)),
+            (32, _) => Some((2, 2)),
+            (16 | 48, _) => Some((1, 4)),
+            (_, 56) => Some((3, 0)),
+            (_, 40) => Some((2, 0)),
+            (_, 24) => Some((1, 0)),
             _ => None,
         };
         let body = planes_in.checked_mul(plane_len).ok_or_else(overflow)?;
@@ -325,18 +331,29 @@ impl FastPlan {
                 Err(Error::KernelNotCompiled { kernel: "avx2_fma" })
             }
             Kernel::Avx512 => {
-                #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+                #[cfg(all(
+                    target_arch = "x86_64",
+                    target_feature = "avx512f",
+                    target_feature = "avx2",
+                    target_feature = "fma"
+                ))]
                 {
-                    // SAFETY: compiled only when the build enables `avx512f` for every
-                    // function, so the CPU running this code has it; that is the one
-                    // requirement of the `#[target_feature]` function (safe Rust).
+                    // SAFETY: compiled only when the build enables `avx512f`, `avx2`
+                    // and `fma` for every function, so the CPU running this code has
+                    // them; that is the one requirement of the `#[target_feature]`
+                    // function (safe Rust).
                     #[allow(unsafe_code)]
                     unsafe {
                         tile::drive_avx512(self, packed_input, packed_bank, bias, out, tiles);
                     }
                     Ok(())
                 }
-                #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+                #[cfg(not(all(
+                    target_arch = "x86_64",
+                    target_feature = "avx512f",
+                    target_feature = "avx2",
+                    target_feature = "fma"
+                )))]
                 Err(Error::KernelNotCompiled { kernel: "avx512" })
             }
         }
@@ -371,14 +388,15 @@ impl FastPlan {
     /// the CPU feature at run time. Same arguments, errors and result.
     ///
     /// # Safety
-    /// Calling it is safe inside code compiled with `avx512f` enabled; anywhere else
-    /// the caller must make sure the CPU has it (`is_x86_feature_detected!`): the
-    /// function itself is safe Rust, the only obligation is the CPU feature.
+    /// Calling it is safe inside code compiled with `avx512f`, `avx2` and `fma`
+    /// enabled; anywhere else the caller must make sure the CPU has them
+    /// (`is_x86_feature_detected!`): the function itself is safe Rust, the only
+    /// obligation is the CPU features.
     ///
     /// # Errors
     /// As [`compute`](Self::compute).
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
     pub fn compute_avx512(
         &self,
         packed_input: &[f32],
@@ -595,7 +613,12 @@ mod tests {
                 target_feature = "avx2",
                 target_feature = "fma"
             )),
-            Kernel::Avx512 => cfg!(all(target_arch = "x86_64", target_feature = "avx512f")),
+            Kernel::Avx512 => cfg!(all(
+                target_arch = "x86_64",
+                target_feature = "avx512f",
+                target_feature = "avx2",
+                target_feature = "fma"
+            )),
         }
     }
 

@@ -55,10 +55,15 @@ impl Kernel {
     }
 
     /// The best kernel this build can call without run-time detection: `Avx512` when
-    /// compiled for x86_64 with `avx512f`, `Avx2Fma` with `avx2` and `fma` (e.g.
+    /// compiled for x86_64 with `avx512f`, `avx2` and `fma`, `Avx2Fma` with `avx2` and `fma` (e.g.
     /// `-C target-cpu=native`), else `Portable`.
     pub const fn compiled() -> Kernel {
-        if cfg!(all(target_arch = "x86_64", target_feature = "avx512f")) {
+        if cfg!(all(
+            target_arch = "x86_64",
+            target_feature = "avx512f",
+            target_feature = "avx2",
+            target_feature = "fma"
+        )) {
             Kernel::Avx512
         } else if cfg!(all(
             target_arch = "x86_64",
@@ -89,7 +94,7 @@ const N_GROUP: usize = 4;
 /// `planes * (NR + (K-1)*(phase_w+1))` f32, fits in 16 KiB of L1 and is reused by
 /// every tile of the output-plane group.
 fn planes_per_block(plan: &FastPlan, nr: usize) -> usize {
-    const L1_F32: usize = 16 * 1024 / 4;
+    const L1_F32: usize = 24 * 1024 / 4;
     let reach = N_GROUP * nr + (plan.geo.kernel() - 1) * (plan.phase_w + 1);
     (L1_F32 / reach).clamp(1, plan.planes_in.max(1))
 }
@@ -448,7 +453,10 @@ pub(super) use avx2::drive_avx2_fma;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use core::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps};
+    use core::arch::x86_64::{
+        __m512, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm512_fmadd_ps,
+        _mm512_set1_ps, _mm512_setzero_ps,
+    };
     use core::ops::Range;
 
     use super::{AVX512_NR, FastPlan, FlatTiles, MR, ROW_NR, RowTiles, drive};
@@ -549,10 +557,88 @@ mod avx512 {
         *acc = bytemuck::must_cast(c);
     }
 
+    /// The AVX-512 row tile for widths `16V + 8`: as [`tile_avx512_rows`] with an
+    /// 8-lane (ymm) vector after the `V` 16-lane ones in every row, so that widths
+    /// 24, 40 and 56 are covered with no dropped outputs (an 8-lane FMA costs half a
+    /// 16-lane one on CPUs that split 512-bit operations). `acc[m]` holds the `R`
+    /// rows of `16V + 8` values one after the other.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    fn tile_avx512_rows_y<const V: usize, const R: usize, const NR: usize>(
+        weights: &[f32],
+        input: &[f32],
+        (start, plane_len, row_len): (usize, usize, usize),
+        taps: &[usize],
+        acc: &mut [[f32; NR]; MR],
+        accumulate: bool,
+    ) {
+        let width = 16 * V + 8;
+        let mut cz = [[[_mm512_setzero_ps(); V]; R]; MR];
+        let mut cy = [[_mm256_setzero_ps(); R]; MR];
+        if accumulate {
+            for ((acc_m, cz_m), cy_m) in acc.iter().zip(&mut cz).zip(&mut cy) {
+                for ((row, cz_mr), cy_mr) in acc_m.chunks_exact(width).zip(cz_m).zip(cy_m) {
+                    for (c, chunk) in cz_mr.iter_mut().zip(row.chunks_exact(16)) {
+                        *c = bytemuck::cast(*chunk.first_chunk::<16>().unwrap_or(&[0.0; 16]));
+                    }
+                    let tail = row.get(16 * V..).and_then(|t| t.first_chunk::<8>());
+                    *cy_mr = bytemuck::cast(*tail.unwrap_or(&[0.0; 8]));
+                }
+            }
+        }
+        let (w_terms, _) = weights.as_chunks::<MR>();
+        let mut base = start;
+        'planes: for w_plane in w_terms.chunks_exact(taps.len()) {
+            let Some(window) = input.get(base..) else {
+                break;
+            };
+            for (w, &tap) in w_plane.iter().zip(taps) {
+                let mut xz = [[_mm512_setzero_ps(); V]; R];
+                let mut xy = [_mm256_setzero_ps(); R];
+                for (r, (xz_r, xy_r)) in xz.iter_mut().zip(&mut xy).enumerate() {
+                    let at = tap + r * row_len;
+                    let Some(row) = window.get(at..at + width) else {
+                        break 'planes;
+                    };
+                    for (x, chunk) in xz_r.iter_mut().zip(row.chunks_exact(16)) {
+                        *x = bytemuck::cast(*chunk.first_chunk::<16>().unwrap_or(&[0.0; 16]));
+                    }
+                    let tail = row.get(16 * V..).and_then(|t| t.first_chunk::<8>());
+                    *xy_r = bytemuck::cast(*tail.unwrap_or(&[0.0; 8]));
+                }
+                for ((cz_m, cy_m), &w_m) in cz.iter_mut().zip(&mut cy).zip(w) {
+                    let wz = _mm512_set1_ps(w_m);
+                    let wy = _mm256_set1_ps(w_m);
+                    for ((cz_mr, cy_mr), (xz_r, &xy_r)) in
+                        cz_m.iter_mut().zip(cy_m.iter_mut()).zip(xz.iter().zip(&xy))
+                    {
+                        for (c, &x) in cz_mr.iter_mut().zip(xz_r) {
+                            *c = _mm512_fmadd_ps(wz, x, *c);
+                        }
+                        *cy_mr = _mm256_fmadd_ps(wy, xy_r, *cy_mr);
+                    }
+                }
+            }
+            base += plane_len;
+        }
+        for ((acc_m, cz_m), cy_m) in acc.iter_mut().zip(&cz).zip(&cy) {
+            for ((row, cz_mr), &cy_mr) in acc_m.chunks_exact_mut(width).zip(cz_m).zip(cy_m) {
+                for (chunk, &c) in row.chunks_exact_mut(16).zip(cz_mr) {
+                    if let Some(d) = chunk.first_chunk_mut::<16>() {
+                        *d = bytemuck::cast(c);
+                    }
+                }
+                if let Some(d) = row.get_mut(16 * V..).and_then(|t| t.first_chunk_mut::<8>()) {
+                    *d = bytemuck::cast(cy_mr);
+                }
+            }
+        }
+    }
+
     /// Drives the AVX-512 kernel over `tiles` (lengths checked by the caller): row
-    /// tiles when the output width is a multiple of 16 (no dropped columns), else
-    /// flat tiles.
-    #[target_feature(enable = "avx512f")]
+    /// tiles when the output width is a multiple of 16 or one of 24, 40, 56 (no
+    /// dropped columns), else flat tiles.
+    #[target_feature(enable = "avx512f,avx2,fma")]
     pub(in crate::fast) fn drive_avx512(
         plan: &FastPlan,
         packed_input: &[f32],
@@ -570,15 +656,54 @@ mod avx512 {
                     width: 16 * $v,
                     rows: $r,
                 };
-                drive::<ROW_NR>(plan, &tiling, packed_bank, bias, out, tiles, |w, start, _, acc, add| {
-                    tile_avx512_rows::<$v, $r>(w, packed_input, at(start), taps, acc, add)
-                })
+                drive::<ROW_NR>(
+                    plan,
+                    &tiling,
+                    packed_bank,
+                    bias,
+                    out,
+                    tiles,
+                    |w, start, _, acc, add| {
+                        tile_avx512_rows::<$v, $r>(w, packed_input, at(start), taps, acc, add)
+                    },
+                )
+            }};
+        }
+        macro_rules! rows_y {
+            ($v:literal, $r:literal, $nr:literal) => {{
+                let tiling = RowTiles {
+                    plan,
+                    width: 16 * $v + 8,
+                    rows: $r,
+                };
+                drive::<$nr>(
+                    plan,
+                    &tiling,
+                    packed_bank,
+                    bias,
+                    out,
+                    tiles,
+                    |w, start, _, acc, add| {
+                        tile_avx512_rows_y::<$v, $r, $nr>(
+                            w,
+                            packed_input,
+                            at(start),
+                            taps,
+                            acc,
+                            add,
+                        )
+                    },
+                )
             }};
         }
         match plan.row_tiles {
             Some((4, 1)) => rows!(4, 1),
             Some((2, 2)) => rows!(2, 2),
             Some((1, 4)) => rows!(1, 4),
+            // Widths 56, 40 and 24: `V` 16-lane vectors and one 8-lane vector.
+            Some((3, 0)) => rows_y!(3, 1, 56),
+            Some((2, 0)) => rows_y!(2, 1, 40),
+            Some((1, 0)) => rows_y!(1, 2, 48),
             _ => drive::<AVX512_NR>(
                 plan,
                 &FlatTiles(plan),

@@ -227,12 +227,21 @@ pub fn forward_par(
     let tiles = plan.plane_tiles();
     let per = tiles.div_ceil(threads);
     let plane_tile_len = out_len / tiles.max(1);
+    let (hw, plane_len) = (geo.height() * geo.width(), plan.packed_plane_len());
+    let body = plan.image_input_len() / hw.max(1) * plane_len;
     with_scratch(plan.packed_input_len(), |packed| {
         for (image, out) in input
             .chunks_exact(in_len)
             .zip(output.chunks_exact_mut(out_len))
         {
-            plan.pack_input(image, packed)?;
+            // Pack the planes in parallel too: one image's packing is a few percent
+            // of its compute, which one thread alone would add to the critical path.
+            let (planes, tail) = packed.split_at_mut(body);
+            image
+                .par_chunks(hw)
+                .zip(planes.par_chunks_mut(plane_len))
+                .try_for_each(|(plane, dst)| plan.pack_plane(plane, dst))?;
+            tail.fill(0.0);
             let packed = &*packed;
             out.par_chunks_mut(per * plane_tile_len)
                 .enumerate()

@@ -274,6 +274,30 @@ impl FastPlan {
         Ok(())
     }
 
+    /// f32 per packed input plane (`s*s` phases of `phase_h x phase_w`): plane `c` of
+    /// a packed image starts at `c * packed_plane_len()`; after the last plane come
+    /// `packed_input_len() - C_in*nti*packed_plane_len()` zeros (room for the last
+    /// tile's reads).
+    pub const fn packed_plane_len(&self) -> usize {
+        self.plane_len
+    }
+
+    /// Packs one input plane `(H, W)` into `packed_plane`
+    /// ([`packed_plane_len`](Self::packed_plane_len) values), for callers that pack
+    /// an image's planes in parallel; [`pack_input`](Self::pack_input) is this for
+    /// every plane plus the zeroed tail.
+    ///
+    /// # Errors
+    /// [`Error::BufferLength`] when `plane` is not `H*W` long or `packed_plane` not
+    /// `packed_plane_len()`; nothing is written then.
+    pub fn pack_plane(&self, plane: &[f32], packed_plane: &mut [f32]) -> Result<(), Error> {
+        let hw = self.geo.height() * self.geo.width();
+        check_len(Buffer::Input, plane.len(), hw)?;
+        check_len(Buffer::Scratch, packed_plane.len(), self.plane_len)?;
+        pack::pack_plane(self, plane, packed_plane);
+        Ok(())
+    }
+
     /// Computes the output planes of tiles `tiles` (planes `tiles.start*MR ..
     /// tiles.end*MR`) of one image from its packed input, with `kernel`, into
     /// `out` (exactly those planes, `(tiles.len()*MR, H', W')`). Every element of

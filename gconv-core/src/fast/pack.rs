@@ -35,43 +35,57 @@ pub(super) fn pack_bank(bank: &[f32], packed: &mut [f32], planes_in: usize, taps
 /// `(i % s, j % s)`, row `i / s`, column `j / s`. Rows and columns that no output reads
 /// (`i >= phase_h*s` region past the read extent) are not stored.
 pub(super) fn pack_input(plan: &FastPlan, image: &[f32], packed: &mut [f32]) {
+    let (h, w) = (plan.geo.height(), plan.geo.width());
+    if h == 0 || w == 0 || plan.plane_len == 0 {
+        packed.fill(0.0);
+        return;
+    }
+    let body = (plan.planes_in * plan.plane_len).min(packed.len());
+    let (planes, tail) = packed.split_at_mut(body);
+    for (plane, dst) in image
+        .chunks_exact(h * w)
+        .zip(planes.chunks_exact_mut(plan.plane_len))
+    {
+        pack_plane(plan, plane, dst);
+    }
+    tail.fill(0.0);
+}
+
+/// One input plane `(H, W)` to its packed form `dst` (`plan.plane_len` values): the
+/// `s*s` stride phases of the zero-padded plane. Every element of `dst` is written.
+pub(super) fn pack_plane(plan: &FastPlan, plane: &[f32], dst: &mut [f32]) {
     let geo = &plan.geo;
-    let (h, w, s) = (geo.height(), geo.width(), geo.stride());
+    let (w, s) = (geo.width(), geo.stride());
     let [top, _, left, _] = geo.padding();
     let (ph, pw) = (plan.phase_h, plan.phase_w);
     let phase_len = ph * pw;
-    packed.fill(0.0);
-    if h == 0 || w == 0 {
+    dst.fill(0.0);
+    if w == 0 {
         return;
     }
-    for (plane, dst) in image
-        .chunks_exact(h * w)
-        .zip(packed.chunks_mut(plan.plane_len))
-    {
-        for (y, row) in plane.chunks_exact(w).enumerate() {
-            let i = y + top;
-            let (a, r) = (i % s, i / s);
-            if r >= ph {
+    for (y, row) in plane.chunks_exact(w).enumerate() {
+        let i = y + top;
+        let (a, r) = (i % s, i / s);
+        if r >= ph {
+            break;
+        }
+        if s == 1 {
+            // One phase: the padded row, `left` zeros first.
+            let start = r * pw + left;
+            let n = w.min(pw.saturating_sub(left));
+            if let Some(d) = dst.get_mut(start..start + n) {
+                d.copy_from_slice(&row[..n]);
+            }
+            continue;
+        }
+        for (x, &v) in row.iter().enumerate() {
+            let j = x + left;
+            let (b, c) = (j % s, j / s);
+            if c >= pw {
                 break;
             }
-            if s == 1 {
-                // One phase: the padded row, `left` zeros first.
-                let start = r * pw + left;
-                let n = w.min(pw.saturating_sub(left));
-                if let Some(d) = dst.get_mut(start..start + n) {
-                    d.copy_from_slice(&row[..n]);
-                }
-                continue;
-            }
-            for (x, &v) in row.iter().enumerate() {
-                let j = x + left;
-                let (b, c) = (j % s, j / s);
-                if c >= pw {
-                    break;
-                }
-                if let Some(d) = dst.get_mut((a * s + b) * phase_len + r * pw + c) {
-                    *d = v;
-                }
+            if let Some(d) = dst.get_mut((a * s + b) * phase_len + r * pw + c) {
+                *d = v;
             }
         }
     }

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{random_vec, rng};
+use common::{random_layer, random_vec, rng};
 use gconv_core::equivariance::{layer_is_equivariant, pool_is_equivariant};
 use gconv_std::layer::InputDomain;
 use gconv_std::reference::reference_max_pool;
@@ -48,20 +48,6 @@ fn abs_layer<G: Group, D: InputDomain>(layer: &GConv<G, D>) -> GConv<G, D> {
         layer.padding(),
     )
     .unwrap()
-}
-
-/// Random layer with a random nonzero bias.
-fn random_layer<G: Group, D: InputDomain>(
-    c_in: usize,
-    c_out: usize,
-    k: usize,
-    stride: usize,
-    padding: Padding,
-    seed: u64,
-) -> GConv<G, D> {
-    let layer = GConv::<G, D>::new(c_in, c_out, k, stride, padding, seed).unwrap();
-    let bias = random_vec(&mut rng(seed + 1000), c_out);
-    GConv::from_weights(layer.weight().clone(), Some(bias), stride, padding).unwrap()
 }
 
 /// Checks one layer against the rule; returns `true` when the rule said equivariant.

@@ -19,7 +19,7 @@ mod common;
 
 use std::ops::Range;
 
-use common::{assert_matches_oracle, oracle, random_vec, rng, tolerance};
+use common::{assert_matches_oracle, oracle, random_layer, random_vec, rng, tolerance};
 use gconv_core::fast::{FastPlan, Kernel, MAX_KERNEL, MR, pack_bank};
 use gconv_core::{Buffer, C4, ConvGeometry, ConvShape, D4, Domain, Error, Padding};
 use gconv_std::layer::InputDomain;
@@ -570,20 +570,6 @@ fn available_kernels_are_what_the_cpu_runs() {
 // ---------------------------------------------------------------------------------
 // Layers: threads, direct vs fast, path names.
 // ---------------------------------------------------------------------------------
-
-/// Random layer with a random nonzero bias.
-fn random_layer<G: Group, D: InputDomain>(
-    c_in: usize,
-    c_out: usize,
-    k: usize,
-    stride: usize,
-    padding: Padding,
-    seed: u64,
-) -> GConv<G, D> {
-    let layer = GConv::<G, D>::new(c_in, c_out, k, stride, padding, seed).unwrap();
-    let bias = random_vec(&mut rng(seed + 1000), c_out);
-    GConv::from_weights(layer.weight().clone(), Some(bias), stride, padding).unwrap()
-}
 
 fn input_shape<G: Group, D: InputDomain>(
     layer: &GConv<G, D>,

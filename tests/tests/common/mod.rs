@@ -2,7 +2,8 @@
 //! and the one tolerance rule every float comparison uses.
 #![allow(dead_code)]
 
-use gconv_core::{ConvShape, Domain, Padding};
+use gconv_core::{ConvShape, Domain, Group, Padding};
+use gconv_std::layer::{GConv, InputDomain};
 use gconv_std::reference::{RefConvSpec, RefGroup, RefOutput, reference_conv};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -84,4 +85,18 @@ pub fn assert_matches_oracle(
         worst = worst.max(err / tol);
     }
     worst
+}
+
+/// A seeded layer with a random nonzero bias (the seeded constructor's bias is zero).
+pub fn random_layer<G: Group, D: InputDomain>(
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    padding: Padding,
+    seed: u64,
+) -> GConv<G, D> {
+    let layer = GConv::<G, D>::new(c_in, c_out, k, stride, padding, seed).unwrap();
+    let bias = random_vec(&mut rng(seed + 1000), c_out);
+    GConv::from_weights(layer.weight().clone(), Some(bias), stride, padding).unwrap()
 }

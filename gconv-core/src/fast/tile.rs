@@ -454,14 +454,12 @@ pub(super) use avx2::drive_avx2_fma;
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use core::arch::x86_64::{
-        __m512, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm512_add_ps, _mm512_fmadd_ps,
+        __m512, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm512_fmadd_ps,
         _mm512_set1_ps, _mm512_setzero_ps,
     };
     use core::ops::Range;
 
-    use super::{
-        AVX512_NR, FastPlan, FlatTiles, MR, ROW_NR, RowTiles, Tiling, drive, planes_per_block,
-    };
+    use super::{AVX512_NR, FastPlan, FlatTiles, MR, ROW_NR, RowTiles, drive};
 
     /// The AVX-512 tile (`4 x 48`): 12 accumulators, 3 input vectors and one broadcast
     /// weight, half of the 32 zmm registers. Same contract as the portable tile.
@@ -508,21 +506,25 @@ mod avx512 {
         *acc = bytemuck::cast(c);
     }
 
-    /// `MR x R x V` accumulators of 16 lanes: `MR` planes, `R` rows, `V` vectors.
-    type RowAcc<const V: usize, const R: usize> = [[[__m512; V]; R]; MR];
-
-    /// The sums of the AVX-512 row tile: `c` plus the terms of the input planes
-    /// `weights` covers, for `MR` planes by `R` output rows by `V` 16-lane vectors,
-    /// rows `row_len` apart on the flat index.
-    #[target_feature(enable = "avx512f,avx2,fma")]
+    /// The AVX-512 row tile: `MR` planes by `R` output rows by `V` 16-lane vectors
+    /// (`R*V = 4`, 16 accumulators), rows `phase_w` apart on the flat index. Same
+    /// contract as the portable tile, with `acc[m]` holding the `R` rows one after
+    /// the other.
+    #[target_feature(enable = "avx512f")]
     #[inline]
-    fn rows_sum<const V: usize, const R: usize>(
+    fn tile_avx512_rows<const V: usize, const R: usize>(
         weights: &[f32],
         input: &[f32],
         (start, plane_len, row_len): (usize, usize, usize),
         taps: &[usize],
-        mut c: RowAcc<V, R>,
-    ) -> RowAcc<V, R> {
+        acc: &mut [[f32; ROW_NR]; MR],
+        accumulate: bool,
+    ) {
+        let mut c: [[[__m512; V]; R]; MR] = if accumulate {
+            bytemuck::must_cast(*acc)
+        } else {
+            [[[_mm512_setzero_ps(); V]; R]; MR]
+        };
         let (w_terms, _) = weights.as_chunks::<MR>();
         let mut base = start;
         'planes: for w_plane in w_terms.chunks_exact(taps.len()) {
@@ -552,79 +554,7 @@ mod avx512 {
             }
             base += plane_len;
         }
-        c
-    }
-
-    /// The AVX-512 row tile: `MR` planes by `R` output rows by `V` 16-lane vectors
-    /// (`R*V = 4`, 16 accumulators). Same contract as the portable tile, with
-    /// `acc[m]` holding the `R` rows one after the other.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    fn tile_avx512_rows<const V: usize, const R: usize>(
-        weights: &[f32],
-        input: &[f32],
-        at: (usize, usize, usize),
-        taps: &[usize],
-        acc: &mut [[f32; ROW_NR]; MR],
-        accumulate: bool,
-    ) {
-        let c: RowAcc<V, R> = if accumulate {
-            bytemuck::must_cast(*acc)
-        } else {
-            [[[_mm512_setzero_ps(); V]; R]; MR]
-        };
-        *acc = bytemuck::must_cast(rows_sum::<V, R>(weights, input, at, taps, c));
-    }
-
-    /// All of `tiles` when one block holds every input plane (lifting layers): each
-    /// row tile is summed in registers and stored straight to the output rows with
-    /// the bias, skipping the round trip through a tile buffer that costs as much as
-    /// the sums when a tile has only `C_in*K*K` terms.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    fn sweep_rows<const V: usize, const R: usize>(
-        plan: &FastPlan,
-        tiling: &RowTiles<'_>,
-        packed_input: &[f32],
-        packed_bank: &[f32],
-        bias: Option<&[f32]>,
-        out: &mut [f32],
-        tiles: Range<usize>,
-        taps: &[usize],
-    ) {
-        let filter = plan.planes_in * plan.n_taps * MR;
-        let (oh, ow) = (plan.geo.out_height(), plan.geo.out_width());
-        let channel_shift = (plan.geo.nto() / MR).trailing_zeros();
-        let per_band = tiling.per_band();
-        for (t, out_tile) in tiles.zip(out.chunks_exact_mut(MR * oh * ow)) {
-            let Some(weights) = packed_bank.get(t * filter..(t + 1) * filter) else {
-                return;
-            };
-            let b = bias.map_or(0.0, |b| b.get(t >> channel_shift).copied().unwrap_or(0.0));
-            let b = _mm512_set1_ps(b);
-            for j in 0..Tiling::<ROW_NR>::count(tiling) {
-                let (y0, x0) = ((j / per_band) * R, (j % per_band) * 16 * V);
-                let at = (y0 * plan.phase_w + x0, plan.plane_len, plan.phase_w);
-                let zero = [[[_mm512_setzero_ps(); V]; R]; MR];
-                let c = rows_sum::<V, R>(weights, packed_input, at, taps, zero);
-                for (c_m, out_plane) in c.iter().zip(out_tile.chunks_exact_mut(oh * ow)) {
-                    for (r, c_mr) in c_m.iter().enumerate() {
-                        let y = y0 + r;
-                        if y >= oh {
-                            break;
-                        }
-                        let Some(row) = out_plane.get_mut(y * ow + x0..y * ow + x0 + 16 * V) else {
-                            break;
-                        };
-                        for (chunk, &v) in row.chunks_exact_mut(16).zip(c_mr) {
-                            if let Some(d) = chunk.first_chunk_mut::<16>() {
-                                *d = bytemuck::cast(_mm512_add_ps(v, b));
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        *acc = bytemuck::must_cast(c);
     }
 
     /// The AVX-512 row tile for widths `16V + 8`: as [`tile_avx512_rows`] with an
@@ -719,7 +649,6 @@ mod avx512 {
     ) {
         let taps = &plan.taps[..plan.n_taps];
         let at = |start| (start, plan.plane_len, plan.phase_w);
-        let one_block = planes_per_block(plan, ROW_NR) >= plan.planes_in;
         macro_rules! rows {
             ($v:literal, $r:literal) => {{
                 let tiling = RowTiles {
@@ -727,11 +656,6 @@ mod avx512 {
                     width: 16 * $v,
                     rows: $r,
                 };
-                if one_block {
-                    let input = packed_input;
-                    sweep_rows::<$v, $r>(plan, &tiling, input, packed_bank, bias, out, tiles, taps);
-                    return;
-                }
                 drive::<ROW_NR>(
                     plan,
                     &tiling,

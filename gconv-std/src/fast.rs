@@ -3,8 +3,8 @@
 //!
 //! [`gconv_core::fast`] computes with whichever micro-kernel it is given; this module
 //! picks the best one the CPU has, once ([`kernel`]), and owns the only `unsafe` of
-//! gconv-std: the calls of the AVX-512 and AVX2+FMA kernels after the CPU was seen
-//! to have their features.
+//! gconv-std: the calls of the AVX-512 and AVX2+FMA kernels (and of their FMA-peak
+//! loops, [`fma_peak_gflops`]) after the CPU was seen to have their features.
 //!
 //! # Memory
 //! The packed input (the only scratch, [`FastPlan::packed_input_len`] f32 per image) is
@@ -120,6 +120,61 @@ pub fn compute(
         }
         _ => plan.compute(kernel, packed_input, packed_bank, bias, out, tiles),
     }
+}
+
+/// The FMA peak of one core with `kernel`'s instructions, in GFLOP/s: the best of
+/// five timings of [`gconv_core::fast::peak`]'s register-resident loop (about 20 ms
+/// each). The reference the fast path's throughput is reported against.
+///
+/// # Errors
+/// [`Error::KernelNotCompiled`] when the CPU lacks `kernel`'s features.
+pub fn fma_peak_gflops(kernel: Kernel) -> Result<f64, Error> {
+    let lanes = match kernel {
+        Kernel::Avx512 => 16,
+        _ => 8,
+    };
+    // Calibrate to ~20 ms, then keep the best of five.
+    let mut rounds = 1 << 16;
+    loop {
+        let t = std::time::Instant::now();
+        std::hint::black_box(peak_rounds(kernel, rounds)?);
+        if t.elapsed().as_secs_f64() > 0.02 || rounds > 1 << 30 {
+            break;
+        }
+        rounds *= 2;
+    }
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        std::hint::black_box(peak_rounds(kernel, rounds)?);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let flops = rounds * gconv_core::fast::peak::flops_per_round(lanes);
+    Ok(flops as f64 / best / 1e9)
+}
+
+/// `rounds` rounds of `kernel`'s peak loop ([`gconv_core::fast::peak`]); its result.
+///
+/// # Errors
+/// [`Error::KernelNotCompiled`] when the CPU lacks `kernel`'s features.
+pub fn peak_rounds(kernel: Kernel, rounds: usize) -> Result<f32, Error> {
+    use gconv_core::fast::peak;
+    if !cpu_has(kernel) {
+        return Err(Error::KernelNotCompiled {
+            kernel: kernel.name(),
+        });
+    }
+    Ok(match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `peak::avx512` is safe Rust compiled with `avx512f`, `avx2` and
+        // `fma`; `cpu_has` confirmed the CPU has them.
+        Kernel::Avx512 => unsafe { peak::avx512(rounds) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `peak::avx2_fma` is safe Rust compiled with `avx2` and `fma`;
+        // `cpu_has` confirmed the CPU has them.
+        Kernel::Avx2Fma => unsafe { peak::avx2_fma(rounds) },
+        _ => peak::portable(rounds),
+    })
 }
 
 thread_local! {
@@ -366,6 +421,27 @@ mod tests {
                 assert_eq!(result, Err(Error::KernelNotCompiled { kernel: name }));
                 assert!(out.iter().all(|v| *v == 7.0));
             }
+        }
+    }
+
+    /// The peak loops of every kernel compute the same recurrence (this reaches the
+    /// `unsafe` calls of `peak_rounds`; Miri runs it).
+    #[test]
+    fn peak_loops_agree_across_kernels() {
+        let portable = peak_rounds(Kernel::Portable, 20).unwrap();
+        for kernel in available_kernels() {
+            let lanes = if kernel == Kernel::Avx512 { 2.0 } else { 1.0 };
+            let got = peak_rounds(kernel, 20).unwrap();
+            let expected = portable * lanes;
+            assert!(
+                (got - expected).abs() <= 1e-3 * expected,
+                "{kernel:?}: {got} vs {expected}"
+            );
+        }
+        for kernel in Kernel::ALL.into_iter().filter(|&k| !cpu_has(k)) {
+            let name = kernel.name();
+            let err = Err(Error::KernelNotCompiled { kernel: name });
+            assert_eq!(peak_rounds(kernel, 1), err);
         }
     }
 

@@ -597,3 +597,37 @@ fn bench_bad_inputs_are_one_line_errors() {
         &["too large to allocate"],
     );
 }
+
+// ---------------------------------------------------------------- peak
+
+#[test]
+fn peak_prints_one_line_per_kernel_and_refuses_unknown_ones() {
+    let detected = gconv_std::fast::kernel().name();
+    for (args, kernel) in [
+        (vec!["peak"], detected),
+        (vec!["peak", "--kernel", "portable"], "portable"),
+    ] {
+        let out = gconv(&args);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+        let fields: Vec<(&str, &str)> = stdout
+            .trim_end()
+            .split(' ')
+            .map(|kv| kv.split_once('=').expect("key=value"))
+            .collect();
+        assert_eq!(fields[0].0, "gflops", "{stdout:?}");
+        let gflops: f64 = fields[0].1.parse().expect("a number");
+        // At least one multiply-add per nanosecond, and below 10 TFLOP/s per core.
+        assert!(gflops > 1.0 && gflops < 1e4, "{stdout:?}");
+        assert_eq!(fields[1], ("kernel", kernel), "{stdout:?}");
+    }
+    let bad = gconv(&["peak", "--kernel", "sse9"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = text(&bad.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert_contains(
+        &stderr,
+        &["--kernel", "sse9", "avx512, avx2_fma or portable"],
+    );
+}

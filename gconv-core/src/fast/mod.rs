@@ -42,6 +42,7 @@
 //! that no allocation is needed.
 
 mod pack;
+pub mod peak;
 mod tile;
 
 use core::ops::Range;

@@ -1,7 +1,7 @@
 //! The `gconv` command: run, check and measure G-conv layers on `.npy` files.
 //!
 //! Subcommands (the interface is a contract for scripts: extend, don't rename):
-//! `demo`, `forward`, `check`, `params`, `bench`, `run`. Each lives in its own module with
+//! `demo`, `forward`, `check`, `params`, `bench`, `peak`, `run`. Each lives in its own module with
 //! its clap `Args` and a `run` function.
 //!
 //! Exit status: 0 on success; 1 when `check` finds that the equivariance rule and the
@@ -15,6 +15,7 @@ mod demo;
 mod digits;
 mod forward;
 mod params;
+mod peak;
 mod rule;
 mod run;
 
@@ -45,6 +46,8 @@ enum Command {
     Params(params::Args),
     /// Time a layer's forward pass; prints one machine-readable line.
     Bench(bench::Args),
+    /// Measure one core's FMA peak (the reference for bench); prints one line.
+    Peak(peak::Args),
     /// Run a whole model (JSON + safetensors) on a .npy input.
     Run(run::Args),
 }
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Check(a) => check::run(a),
         Command::Params(a) => params::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Peak(a) => peak::run(a),
         Command::Run(a) => run::run(a),
     };
     match outcome {

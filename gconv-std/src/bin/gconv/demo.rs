@@ -151,11 +151,13 @@ fn time_layer<G: Group, D: InputDomain>(
     x: &Tensor,
 ) -> Result<(), gconv_std::Error> {
     let geo = layer.geometry(x.shape())?;
-    layer.forward(x)?; // warm-up
+    // One output buffer for every run: the steady state of a real loop.
+    let mut out = vec![0.0f32; geo.output_len()];
+    layer.forward_into(x, &mut out)?; // warm-up
     let mut times: Vec<f64> = (0..15)
         .map(|_| {
             let t = Instant::now();
-            let y = layer.forward(x);
+            let y = layer.forward_into(x, &mut out);
             let dt = t.elapsed().as_secs_f64();
             std::hint::black_box(y).map(|_| dt)
         })
@@ -163,11 +165,12 @@ fn time_layer<G: Group, D: InputDomain>(
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     println!(
-        "  {:<8} {:>9.3} ms  {:>7.2} GMAC/s  ({} MACs)",
+        "  {:<8} {:>9.3} ms  {:>7.2} GMAC/s  ({} MACs, path {})",
         GConv::<G, D>::name(),
         median * 1e3,
         geo.macs() as f64 / median / 1e9,
-        geo.macs()
+        geo.macs(),
+        layer.path_name(x.shape())?
     );
     Ok(())
 }

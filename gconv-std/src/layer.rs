@@ -264,7 +264,7 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
     }
 
     /// What a forward pass on `input_shape` runs, as printed by `gconv bench`:
-    /// `direct`, or `fast_<kernel>` (`fast_avx2_fma`, `fast_portable`).
+    /// `direct`, or `fast_<kernel>` (`fast_avx512`, `fast_avx2_fma`, `fast_portable`).
     ///
     /// # Errors
     /// As [`geometry`](Self::geometry); for [`ConvPath::Fast`], as

@@ -20,7 +20,7 @@
 //! included), 4 decimals; `threads` is the number of threads that had work (at most
 //! `T`; see [`gconv_std::parallel`]); `path` is what ran: `direct` (the
 //! expanded-bank direct correlation) or `fast_<kernel>` (the register-tiled fast
-//! path with micro-kernel `avx2_fma` or `portable`, detected at run time).
+//! path with micro-kernel `avx512`, `avx2_fma` or `portable`, detected at run time).
 //! `expand_ms` is the weight-side work done once per weight change, not per call:
 //! expanding the filter bank and packing it for the fast path (best of 3).
 //! `scratch_bytes` is the scratch the path keeps while running: one packed input

@@ -9,7 +9,8 @@
 //! # Memory
 //! The packed input (the only scratch, [`FastPlan::packed_input_len`] f32 per image) is
 //! kept per thread in a buffer that grows to the largest layer seen and is reused, so
-//! a steady-state loop allocates nothing. [`scratch_bytes`] tells its size for a layer.
+//! a steady-state loop allocates nothing. [`scratch_bytes`] tells its size for a layer;
+//! [`release_scratch`] frees the calling thread's buffer.
 //!
 //! # Threads
 //! [`forward_par`] (feature `rayon`, on by default) splits the work over the current
@@ -195,6 +196,22 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
         // Only reachable if `f` re-entered the fast path on this thread: use a
         // buffer of its own rather than fail.
         Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// Frees the calling thread's packed-input buffer (the next fast-path call on this
+/// thread allocates it again). The buffer grows to the largest layer a thread has run
+/// and is otherwise kept for the thread's lifetime, so that loops allocate nothing;
+/// call this after a one-off large layer to give the memory back. Returns the bytes
+/// freed.
+pub fn release_scratch() -> usize {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            let bytes = buf.capacity() * size_of::<f32>();
+            *buf = Vec::new();
+            bytes
+        }
+        Err(_) => 0,
     })
 }
 
@@ -457,5 +474,12 @@ mod tests {
         }
         assert_eq!(SCRATCH.with(|s| s.borrow().as_ptr()), first);
         assert!(SCRATCH.with(|s| s.borrow().len()) >= plan.packed_input_len());
+        assert!(release_scratch() >= scratch_bytes(&plan));
+        assert_eq!(SCRATCH.with(|s| s.borrow().capacity()), 0);
+        assert_eq!(release_scratch(), 0);
+        // The next call allocates again and gives the same result.
+        let mut again = vec![0.0; out.len()];
+        layer.forward_into(&x, &mut again).unwrap();
+        assert_eq!(again, out);
     }
 }

@@ -34,8 +34,9 @@
 //! # Ok::<(), gconv_core::Error>(())
 //! ```
 #![no_std]
-// One `unsafe` block in the crate: the call of the AVX2+FMA kernel in builds that
-// enable those features at compile time (`fast::FastPlan::compute`). Tested under Miri.
+// `unsafe` only in `fast::FastPlan::compute`: the calls of the AVX2+FMA and AVX-512
+// kernels (safe `#[target_feature]` functions) in builds that enable those features at
+// compile time. Tested under Miri (`scripts/miri.sh`).
 #![deny(unsafe_code)]
 
 pub mod conv;

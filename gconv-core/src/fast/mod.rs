@@ -323,8 +323,9 @@ impl FastPlan {
     ///
     /// `kernel` must be [`Kernel::Portable`] or a kernel compiled into this build
     /// ([`Kernel::compiled`]); a kernel that needs CPU features the build does not
-    /// assume is reached through its own entry point (for AVX2+FMA,
-    /// [`compute_avx2_fma`](Self::compute_avx2_fma)) after run-time detection.
+    /// assume is reached through its own entry point
+    /// ([`compute_avx2_fma`](Self::compute_avx2_fma),
+    /// [`compute_avx512`](Self::compute_avx512)) after run-time detection.
     ///
     /// # Errors
     /// [`Error::BufferLength`] for a wrong buffer length (`packed_input` shorter than

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use gconv_std::gconv_core::layers::Reduce;
 use gconv_std::model::Dense;
-use gconv_std::{AnyConv, Feature, Layer, Model, Padding, Pair, Space, Tensor};
+use gconv_std::{AnyConv, ConvPath, Feature, Layer, Model, Padding, Pair, Space, Tensor};
 
 /// Input size, channels and classes of the example network (must match src/main.rs).
 const H: usize = 8;
@@ -73,6 +73,12 @@ fn model(out: &mut String, module: &str, lift: Pair, group: Pair, seed: u64, inp
         Padding::Same,
     )
     .unwrap();
+    // The firmware runs gconv-core's direct path; the host runs the same path (not the
+    // default fast path, which sums in another order with FMA) so that the two can be
+    // compared bit for bit, not only within the rounding tolerance.
+    let (mut l1, mut l2) = (l1, l2);
+    l1.set_path(ConvPath::Direct);
+    l2.set_path(ConvPath::Direct);
     let bound = (6.0 / C_HIDDEN as f32).sqrt();
     let dw = Tensor::new(vec![CLASSES, C_HIDDEN], rng.vec(CLASSES * C_HIDDEN, bound)).unwrap();
     let db = rng.vec(CLASSES, 0.1);

@@ -234,27 +234,9 @@ pub fn forward(
     bias: Option<&[f32]>,
     output: &mut [f32],
 ) -> Result<(), Error> {
-    check_io(plan, input, output)?;
+    plan.check_batch(input, output)?;
     plan.check_operands(packed_bank, bias)?;
     forward_images(plan, kernel, input, packed_bank, bias, output)
-}
-
-fn check_io(plan: &FastPlan, input: &[f32], output: &[f32]) -> Result<(), Error> {
-    let geo = plan.geometry();
-    let checks = [
-        (gconv_core::Buffer::Input, input.len(), geo.input_len()),
-        (gconv_core::Buffer::Output, output.len(), geo.output_len()),
-    ];
-    for (buffer, found, expected) in checks {
-        if found != expected {
-            return Err(Error::BufferLength {
-                buffer,
-                expected,
-                found,
-            });
-        }
-    }
-    Ok(())
 }
 
 /// [`forward`] split over the current rayon pool (see the [module docs](self)).
@@ -274,7 +256,7 @@ pub fn forward_par(
 ) -> Result<usize, Error> {
     use rayon::prelude::*;
 
-    check_io(plan, input, output)?;
+    plan.check_batch(input, output)?;
     let threads = rayon::current_num_threads().max(1);
     let geo = plan.geometry();
     let (in_len, out_len) = (plan.image_input_len(), plan.image_output_len());

@@ -471,12 +471,8 @@ impl FastPlan {
         output: &mut [f32],
         scratch: &mut [f32],
     ) -> Result<(), Error> {
-        check_len(Buffer::Input, input.len(), self.geo.input_len())?;
-        check_len(Buffer::Output, output.len(), self.geo.output_len())?;
-        check_len(Buffer::Bank, packed_bank.len(), self.packed_bank_len())?;
-        if let Some(b) = bias {
-            check_len(Buffer::Bias, b.len(), self.geo.bias_len())?;
-        }
+        self.check_batch(input, output)?;
+        self.check_operands(packed_bank, bias)?;
         let packed = self.scratch(scratch)?;
         let (in_len, out_len) = (self.image_input_len(), self.image_output_len());
         if in_len == 0 || out_len == 0 {
@@ -513,6 +509,17 @@ impl FastPlan {
         Ok(())
     }
 
+    /// Checks a whole batch's buffers: `input` exactly
+    /// [`input_len`](ConvGeometry::input_len) and `output` exactly
+    /// [`output_len`](ConvGeometry::output_len) long.
+    ///
+    /// # Errors
+    /// [`Error::BufferLength`] naming the buffer.
+    pub fn check_batch(&self, input: &[f32], output: &[f32]) -> Result<(), Error> {
+        check_len(Buffer::Input, input.len(), self.geo.input_len())?;
+        check_len(Buffer::Output, output.len(), self.geo.output_len())
+    }
+
     fn scratch<'a>(&self, scratch: &'a mut [f32]) -> Result<&'a mut [f32], Error> {
         let found = scratch.len();
         scratch
@@ -546,10 +553,7 @@ impl FastPlan {
                 found: packed_input.len(),
             });
         }
-        check_len(Buffer::Bank, packed_bank.len(), self.packed_bank_len())?;
-        if let Some(b) = bias {
-            check_len(Buffer::Bias, b.len(), self.geo.bias_len())?;
-        }
+        self.check_operands(packed_bank, bias)?;
         let plane = self.geo.out_height() * self.geo.out_width();
         check_len(Buffer::Output, out.len(), tiles.len() * MR * plane)
     }

@@ -11,6 +11,8 @@
 //! * [`conv`]: lifting (Z2 -> G) and group (G -> G) convolutions, filter expansion.
 //! * [`fast`]: the register-tiled fast path (packed operands, portable and AVX2+FMA
 //!   micro-kernels) for the same four convolutions.
+//! * [`fourier`]: the group-Fourier path, 2.7x (C4) to 5.3x (D4) fewer
+//!   multiplications for group convolutions, on the fast path's micro-kernels.
 //! * [`shape`]: padding, shapes, output and buffer sizes.
 //! * [`pool`]: spatial max and average pooling of Z2 and group maps.
 //! * [`layers`]: group pooling, per-channel affine (batch norm), ReLU, global average
@@ -44,6 +46,7 @@ mod driver;
 pub mod equivariance;
 pub mod error;
 pub mod fast;
+pub mod fourier;
 pub mod group;
 pub mod layers;
 pub mod pool;

@@ -185,7 +185,7 @@ thread_local! {
 
 /// Runs `f` with this thread's scratch, at least `len` f32 long (grown if needed,
 /// never shrunk).
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             if buf.len() < len {

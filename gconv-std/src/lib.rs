@@ -19,13 +19,14 @@
 //! assert!(err < 1e-4);
 //! # Ok::<(), gconv_std::Error>(())
 //! ```
-// `unsafe` only in `fast::compute`: the calls of the AVX-512 and AVX2+FMA kernels
+// `unsafe` only in `fast` and `fourier`: the calls of the AVX-512 and AVX2+FMA kernels
 // after run-time detection. Tested under Miri.
 #![deny(unsafe_code)]
 
 pub mod any;
 pub mod error;
 pub mod fast;
+pub mod fourier;
 pub mod import;
 pub mod layer;
 pub mod model;

@@ -252,6 +252,17 @@ impl FastPlan {
         self.planes_out / MR
     }
 
+    /// Columns of each stride phase of the packed input: output pixel `(y, x)` reads
+    /// tap `p` at `tap_offset(p) + y*phase_width() + x` of its packed plane.
+    pub(crate) const fn phase_width(&self) -> usize {
+        self.phase_w
+    }
+
+    /// Offset of tap `p = u*K + v` in a packed plane (0 for `p >= K*K`).
+    pub(crate) fn tap_offset(&self, p: usize) -> usize {
+        self.taps[..self.n_taps].get(p).copied().unwrap_or(0)
+    }
+
     /// Output values of one image: `C_out*nto*H'*W'`.
     pub const fn image_output_len(&self) -> usize {
         self.planes_out * self.geo.out_height() * self.geo.out_width()

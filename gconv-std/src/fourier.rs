@@ -1,0 +1,163 @@
+//! The group-Fourier path on the host: run-time choice of the micro-kernel for its
+//! GEMMs, per-thread scratch, and a split of the batch over threads.
+//!
+//! [`gconv_core::fourier`] holds the method (see its docs); this module only picks the
+//! kernel the CPU has ([`crate::fast::kernel`]) and owns the `unsafe` calls of the
+//! core's `#[target_feature]` entry points after detection.
+#![allow(unsafe_code)]
+
+use gconv_core::Error;
+use gconv_core::fast::Kernel;
+use gconv_core::fourier::FourierPlan;
+
+use crate::fast::{cpu_has, with_scratch};
+
+/// [`FourierPlan::forward`] with any kernel this CPU has, with caller scratch
+/// (at least [`FourierPlan::scratch_len`] f32).
+///
+/// # Errors
+/// Those of [`FourierPlan::forward`]; [`Error::KernelNotCompiled`] when the CPU lacks
+/// `kernel`'s features. Nothing is written to `output` on error.
+pub fn forward(
+    plan: &FourierPlan,
+    kernel: Kernel,
+    input: &[f32],
+    packed_weights: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), Error> {
+    if !cpu_has(kernel) {
+        return Err(Error::KernelNotCompiled {
+            kernel: kernel.name(),
+        });
+    }
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => {
+            // SAFETY: `forward_avx512` is safe Rust compiled with `avx512f`, `avx2` and
+            // `fma`; its one requirement is that the CPU has them, which `cpu_has` has
+            // just confirmed.
+            unsafe { plan.forward_avx512(input, packed_weights, bias, output, scratch) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2Fma => {
+            // SAFETY: `forward_avx2_fma` is safe Rust compiled with `avx2` and `fma`;
+            // its one requirement is that the CPU has both, which `cpu_has` has just
+            // confirmed.
+            unsafe { plan.forward_avx2_fma(input, packed_weights, bias, output, scratch) }
+        }
+        _ => plan.forward(kernel, input, packed_weights, bias, output, scratch),
+    }
+}
+
+/// [`forward`] on the calling thread with its reused scratch buffer (shared with the
+/// fast path; see [`crate::fast::release_scratch`]).
+///
+/// # Errors
+/// As [`forward`].
+pub fn forward_thread_scratch(
+    plan: &FourierPlan,
+    kernel: Kernel,
+    input: &[f32],
+    packed_weights: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) -> Result<(), Error> {
+    with_scratch(plan.scratch_len(), |scratch| {
+        forward(plan, kernel, input, packed_weights, bias, output, scratch)
+    })
+}
+
+/// Bytes of scratch the Fourier path keeps per thread for `plan`.
+pub fn scratch_bytes(plan: &FourierPlan) -> usize {
+    plan.scratch_len() * size_of::<f32>()
+}
+
+/// [`forward_thread_scratch`] with the images of the batch split over the current
+/// rayon pool (each image on one thread, with that thread's scratch). Bitwise
+/// identical to one thread: every image is computed by the same code in the same
+/// order. A batch of one image runs on the calling thread.
+///
+/// # Errors
+/// As [`forward`]; nothing is written on a length error.
+#[cfg(feature = "rayon")]
+pub fn forward_par(
+    plan: &FourierPlan,
+    kernel: Kernel,
+    input: &[f32],
+    packed_weights: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) -> Result<(), Error> {
+    use rayon::prelude::*;
+    let geo = plan.geometry();
+    let images = geo.batch();
+    if images <= 1 || rayon::current_num_threads() <= 1 {
+        return forward_thread_scratch(plan, kernel, input, packed_weights, bias, output);
+    }
+    // Check everything the per-image calls would, before any image is written.
+    check_lengths(plan, input, packed_weights, bias, output)?;
+    let one = image_plan(plan)?;
+    let (in_len, out_len) = (geo.input_len() / images, geo.output_len() / images);
+    input
+        .par_chunks_exact(in_len)
+        .zip(output.par_chunks_exact_mut(out_len))
+        .try_for_each(|(x, y)| forward_thread_scratch(&one, kernel, x, packed_weights, bias, y))
+}
+
+fn check_lengths(
+    plan: &FourierPlan,
+    input: &[f32],
+    packed_weights: &[f32],
+    bias: Option<&[f32]>,
+    output: &[f32],
+) -> Result<(), Error> {
+    let geo = plan.geometry();
+    for (buffer, found, expected) in [
+        (gconv_core::Buffer::Input, input.len(), geo.input_len()),
+        (gconv_core::Buffer::Output, output.len(), geo.output_len()),
+    ] {
+        if found != expected {
+            return Err(Error::BufferLength {
+                buffer,
+                expected,
+                found,
+            });
+        }
+    }
+    plan.check_operands(packed_weights, bias)
+}
+
+/// The plan of one image of `plan`'s batch.
+fn image_plan(plan: &FourierPlan) -> Result<FourierPlan, Error> {
+    let geo = plan.geometry();
+    let shape = gconv_core::ConvShape {
+        batch: 1,
+        in_channels: geo.in_channels(),
+        out_channels: geo.out_channels(),
+        height: geo.height(),
+        width: geo.width(),
+        kernel: geo.kernel(),
+        stride: geo.stride(),
+        padding: gconv_core::Padding::Explicit {
+            top: geo.padding()[0],
+            bottom: geo.padding()[1],
+            left: geo.padding()[2],
+            right: geo.padding()[3],
+        },
+    };
+    let one = match geo.nto() {
+        8 => shape.geometry::<gconv_core::D4>(domain(geo.nti())),
+        _ => shape.geometry::<gconv_core::C4>(domain(geo.nti())),
+    }?;
+    FourierPlan::new(&one)
+}
+
+fn domain(nti: usize) -> gconv_core::Domain {
+    if nti == 1 {
+        gconv_core::Domain::Z2
+    } else {
+        gconv_core::Domain::Group
+    }
+}

@@ -1,0 +1,332 @@
+//! The group-Fourier path (`gconv_core::fourier`) against the independent f64 oracle
+//! (`gconv_std::reference`), over the foundation's full grid (all four pairs, K in
+//! {1,2,3,4,5,7}, odd/even non-square sizes, stride 1..3, every padding kind, bias on
+//! and off, batch 2), with every micro-kernel this CPU has, plus cases the grid does
+//! not reach (many channels, several pixel blocks, K up to 11).
+//!
+//! # Tolerance
+//!
+//! The Fourier path sums other numbers than the direct path: per output coefficient,
+//! `T_F = C_in * Q * d` products of transformed inputs (sums of `|G|` inputs of one
+//! orbit) and transformed weights (sums of `|G|` weights of the same orbit), then
+//! a synthesis of `|G|` coefficients. Its rounding error is bounded by the sum of the
+//! products' magnitudes,
+//!
+//! ```text
+//! S_F = sum_{i, orbits O} |S_O| * (sum_{(h,p) in O} |x_i[h](pixel + p)|) * (sum_{(h,p) in O} |w_o,i[h][p]|)
+//! ```
+//!
+//! (computed here from the index table, independently of gconv-core's orbit code),
+//! and the test allows `2 * (T_F + 3|G| + 2) * eps_f32 * (S_F + |b|)` per output:
+//! the recursive-summation bound for `T_F` terms, the butterflies' `2 log2|G| <= 3|G|`
+//! additions, and a factor 2 for the synthesis weights (at most 1.5). `S_F` is at
+//! most `|G|` times the direct path's `sum |x w|`, so this is the direct path's
+//! tolerance scaled by `|G|`, not a loose constant: a dropped or misplaced term
+//! (error about `|x w|`) fails it.
+
+mod common;
+
+use common::{oracle, random_vec, rng};
+use gconv_core::fast::{Kernel, MAX_KERNEL};
+use gconv_core::fourier::FourierPlan;
+use gconv_core::group::tables::table_entry;
+use gconv_core::{C4, ConvGeometry, ConvShape, D4, Domain, Error, Group, Padding};
+use gconv_std::reference::{RefGroup, RefOutput};
+use rand::RngExt;
+use rand::rngs::StdRng;
+
+const KERNELS: [usize; 6] = [1, 2, 3, 4, 5, 7];
+const SIZES: [(usize, usize); 5] = [(7, 8), (8, 7), (9, 9), (8, 8), (11, 10)];
+
+fn paddings() -> [Padding; 4] {
+    [
+        Padding::Valid,
+        Padding::Same,
+        Padding::symmetric(1),
+        Padding::Explicit {
+            top: 1,
+            bottom: 2,
+            left: 0,
+            right: 3,
+        },
+    ]
+}
+
+/// Orbits of (plane, tap) pairs under `k . (h, p) = entry(k^-1, h, p)`, each as its
+/// distinct members, with the stabilizer size. Written from the index table only.
+fn orbits<G: Group>(nti: usize, k: usize) -> Vec<(Vec<(usize, usize)>, usize)> {
+    let taps = k * k;
+    let mut seen = vec![false; nti * taps];
+    let mut out = Vec::new();
+    for h in 0..nti {
+        for p in 0..taps {
+            if seen[h * taps + p] {
+                continue;
+            }
+            let mut members: Vec<(usize, usize)> = (0..G::ORDER)
+                .map(|g| {
+                    let (t, u, v) = table_entry(nti, k, G::inverse(g), h, p / k, p % k).unwrap();
+                    (t, u * k + v)
+                })
+                .collect();
+            members.sort_unstable();
+            members.dedup();
+            for &(t, q) in &members {
+                seen[t * taps + q] = true;
+            }
+            let stab = G::ORDER / members.len();
+            out.push((members, stab));
+        }
+    }
+    out
+}
+
+/// `S_F` of every output (see the module docs), in the output's layout.
+fn fourier_abs_sums<G: Group>(geo: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f64> {
+    let [n, c_in, nti, h, wd] = geo.input_shape();
+    let [_, c_out, nto, oh, ow] = geo.output_shape();
+    let (k, s) = (geo.kernel(), geo.stride());
+    let [top, _, left, _] = geo.padding();
+    let orbits = orbits::<G>(nti, k);
+    let mut sums = vec![0.0f64; geo.output_len()];
+    for b in 0..n {
+        for o in 0..c_out {
+            for y in 0..oh {
+                for xo in 0..ow {
+                    let mut total = 0.0;
+                    for i in 0..c_in {
+                        for (members, stab) in &orbits {
+                            let (mut sx, mut sw) = (0.0f64, 0.0f64);
+                            for &(t, p) in members {
+                                let (u, v) = (p / k, p % k);
+                                let (r, c) = (
+                                    (y * s + u) as isize - top as isize,
+                                    (xo * s + v) as isize - left as isize,
+                                );
+                                if r >= 0 && c >= 0 && (r as usize) < h && (c as usize) < wd {
+                                    let idx = (((b * c_in + i) * nti + t) * h + r as usize) * wd
+                                        + c as usize;
+                                    sx += f64::from(x[idx]).abs();
+                                }
+                                sw += f64::from(w[((o * c_in + i) * nti + t) * k * k + p]).abs();
+                            }
+                            total += *stab as f64 * sx * sw;
+                        }
+                    }
+                    for g in 0..nto {
+                        sums[(((b * c_out + o) * nto + g) * oh + y) * ow + xo] = total;
+                    }
+                }
+            }
+        }
+    }
+    sums
+}
+
+/// Asserts the Fourier output matches the oracle within the Fourier tolerance;
+/// returns the worst error relative to its tolerance.
+fn assert_fourier_matches<G: Group>(
+    what: &str,
+    plan: &FourierPlan,
+    got: &[f32],
+    reference: &RefOutput,
+    sums: &[f64],
+    bias: Option<&[f32]>,
+) -> f64 {
+    let geo = plan.geometry();
+    let [_, c_out, nto, oh, ow] = geo.output_shape();
+    let d_max = 2; // the largest irrep dimension, for C4 and D4
+    let terms = geo.in_channels() * plan.orbits() * d_max;
+    let eps = f64::from(f32::EPSILON);
+    let mut worst: f64 = 0.0;
+    assert_eq!(got.len(), reference.value.len(), "{what}: length");
+    for (idx, (&g, (&r, &sf))) in got.iter().zip(reference.value.iter().zip(sums)).enumerate() {
+        let o = (idx / (nto * oh * ow)) % c_out;
+        let b = bias.map_or(0.0, |b| f64::from(b[o]).abs());
+        let tol =
+            2.0 * (terms + 3 * G::ORDER + 2) as f64 * eps * (sf + b) + f64::from(f32::MIN_POSITIVE);
+        let err = (f64::from(g) - r).abs();
+        assert!(
+            err <= tol,
+            "{what}: output {idx} = {g}, oracle {r}, error {err:e} > tolerance {tol:e}"
+        );
+        worst = worst.max(err / tol);
+    }
+    worst
+}
+
+/// The Fourier path's output with `kernel`; output pre-filled with NaN, scratch with
+/// junk and longer than needed, packed weights pre-filled with NaN.
+fn fourier_forward(
+    plan: &FourierPlan,
+    kernel: Kernel,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let geo = plan.geometry();
+    let mut packed = vec![f32::NAN; plan.packed_weights_len()];
+    plan.pack_weights(w, &mut packed).unwrap();
+    let mut out = vec![f32::NAN; geo.output_len()];
+    let mut scratch = vec![f32::NAN; plan.scratch_len() + 17];
+    gconv_std::fourier::forward(plan, kernel, x, &packed, bias, &mut out, &mut scratch).unwrap();
+    out
+}
+
+/// One configuration through the oracle and the Fourier path with every kernel.
+fn check_case<G: Group>(
+    group: RefGroup,
+    domain: Domain,
+    shape: &ConvShape,
+    rng: &mut StdRng,
+    with_bias: bool,
+) -> f64 {
+    let what = format!("{} {domain:?} {shape:?}", G::NAME);
+    let geo = shape
+        .geometry::<G>(domain)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let x = random_vec(rng, geo.input_len());
+    let w = random_vec(rng, geo.weight_len());
+    let b = random_vec(rng, geo.bias_len());
+    let bias = with_bias.then_some(b.as_slice());
+    let reference = oracle(group, domain, shape, &x, &w, bias);
+    let sums = fourier_abs_sums::<G>(&geo, &x, &w);
+    let plan = FourierPlan::new(&geo).unwrap();
+    let mut worst: f64 = 0.0;
+    for kernel in gconv_std::fast::available_kernels() {
+        let out = fourier_forward(&plan, kernel, &x, &w, bias);
+        let what = format!("{what} fourier {}", kernel.name());
+        worst = worst.max(assert_fourier_matches::<G>(
+            &what, &plan, &out, &reference, &sums, bias,
+        ));
+    }
+    worst
+}
+
+fn grid<G: Group>(group: RefGroup, domain: Domain, seed: u64) -> usize {
+    let mut rng = rng(seed);
+    let mut compared = 0;
+    let mut case = 0usize;
+    for k in KERNELS {
+        for stride in 1..=3 {
+            for padding in paddings() {
+                case += 1;
+                let (height, width) = SIZES[case % SIZES.len()];
+                let shape = ConvShape {
+                    batch: 2,
+                    in_channels: rng.random_range(1..=3),
+                    out_channels: rng.random_range(1..=3),
+                    height,
+                    width,
+                    kernel: k,
+                    stride,
+                    padding,
+                };
+                match shape.geometry::<G>(domain) {
+                    Ok(_) => {}
+                    Err(Error::SameNeedsOddKernel { .. }) => continue,
+                    Err(e) => panic!("{shape:?}: {e}"),
+                }
+                check_case::<G>(group, domain, &shape, &mut rng, case.is_multiple_of(2));
+                compared += 1;
+            }
+        }
+    }
+    compared
+}
+
+#[test]
+fn z2_to_c4_fourier_matches_reference() {
+    assert_eq!(grid::<C4>(RefGroup::C4, Domain::Z2, 21), 6 * 3 * 4 - 2 * 3);
+}
+
+#[test]
+fn c4_to_c4_fourier_matches_reference() {
+    assert_eq!(
+        grid::<C4>(RefGroup::C4, Domain::Group, 22),
+        6 * 3 * 4 - 2 * 3
+    );
+}
+
+#[test]
+fn z2_to_d4_fourier_matches_reference() {
+    assert_eq!(grid::<D4>(RefGroup::D4, Domain::Z2, 23), 6 * 3 * 4 - 2 * 3);
+}
+
+#[test]
+fn d4_to_d4_fourier_matches_reference() {
+    assert_eq!(
+        grid::<D4>(RefGroup::D4, Domain::Group, 24),
+        6 * 3 * 4 - 2 * 3
+    );
+}
+
+fn shape(
+    c: (usize, usize),
+    hw: (usize, usize),
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+    batch: usize,
+) -> ConvShape {
+    ConvShape {
+        batch,
+        in_channels: c.0,
+        out_channels: c.1,
+        height: hw.0,
+        width: hw.1,
+        kernel,
+        stride,
+        padding,
+    }
+}
+
+/// Cases the small grid does not reach: several pixel blocks with a short last one
+/// (more than `BLOCK_PIXELS` outputs), many channels (long sums, several plane
+/// blocks in the GEMMs, more than one group of output tiles), kernels up to 11,
+/// output channel counts that are not a multiple of 4.
+#[test]
+fn fourier_large_cases_match_reference() {
+    let mut rng = rng(25);
+    let explicit = Padding::Explicit {
+        top: 2,
+        bottom: 0,
+        left: 1,
+        right: 3,
+    };
+    let c4 = [
+        (
+            Domain::Group,
+            shape((12, 5), (23, 19), 3, 1, Padding::Same, 1),
+        ),
+        (Domain::Group, shape((3, 17), (30, 33), 4, 1, explicit, 2)),
+        (
+            Domain::Group,
+            shape((2, 3), (25, 24), MAX_KERNEL, 1, Padding::Same, 1),
+        ),
+        (
+            Domain::Group,
+            shape((6, 2), (40, 37), 6, 2, Padding::Valid, 1),
+        ),
+        (Domain::Z2, shape((5, 7), (33, 31), 5, 1, Padding::Same, 1)),
+        (Domain::Z2, shape((1, 16), (64, 64), 3, 1, Padding::Same, 1)),
+    ];
+    for (domain, s) in c4 {
+        check_case::<C4>(RefGroup::C4, domain, &s, &mut rng, true);
+    }
+    let d4 = [
+        (
+            Domain::Group,
+            shape((16, 3), (20, 18), 3, 1, Padding::Same, 1),
+        ),
+        (Domain::Group, shape((2, 9), (19, 22), 8, 1, explicit, 1)),
+        (
+            Domain::Group,
+            shape((1, 1), (24, 26), 9, 3, Padding::Same, 1),
+        ),
+        (Domain::Z2, shape((3, 5), (30, 29), 7, 1, Padding::Same, 1)),
+    ];
+    for (domain, s) in d4 {
+        check_case::<D4>(RefGroup::D4, domain, &s, &mut rng, true);
+    }
+}

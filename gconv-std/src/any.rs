@@ -277,6 +277,17 @@ impl AnyConv {
         each!(self, l => l.fast_plan(input_shape))
     }
 
+    /// See [`GConv::fourier_plan`](crate::GConv::fourier_plan).
+    ///
+    /// # Errors
+    /// As [`GConv::fourier_plan`](crate::GConv::fourier_plan).
+    pub fn fourier_plan(
+        &self,
+        input_shape: &[usize],
+    ) -> Result<gconv_core::fourier::FourierPlan, Error> {
+        each!(self, l => l.fourier_plan(input_shape))
+    }
+
     /// See [`GConv::geometry`](crate::GConv::geometry).
     ///
     /// # Errors

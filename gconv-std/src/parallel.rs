@@ -322,7 +322,8 @@ mod tests {
     #[test]
     fn fast_path_threads_are_capped_by_images_or_tiles() {
         // 3 output G-channels on C4: 12 planes, 3 tiles of 4.
-        let l = layer(Pair::C4C4, 2, 3, Padding::Valid, 1);
+        let mut l = layer(Pair::C4C4, 2, 3, Padding::Valid, 1);
+        l.set_path(crate::ConvPath::Fast);
         let x = input(Pair::C4C4, 1, 2, 5);
         let expected = l.forward(&x).unwrap();
         let mut out = vec![0.0; expected.len()];

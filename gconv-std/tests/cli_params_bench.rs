@@ -435,9 +435,10 @@ fn bench_prints_one_parsable_line_for_every_pair() {
         ("d4", "d4", 8, 8),
     ];
     let fast = format!("fast_{}", gconv_std::fast::kernel().name());
+    let fourier = format!("fourier_{}", gconv_std::fast::kernel().name());
     for ((from, to, nti, nto), path) in pairs
         .into_iter()
-        .flat_map(|p| ["direct", "fast", "auto"].map(|path| (p, path)))
+        .flat_map(|p| ["direct", "fast", "fourier", "auto"].map(|path| (p, path)))
     {
         for threads in ["1", "2"] {
             let (line, stderr) = bench(&[
@@ -464,13 +465,20 @@ fn bench_prints_one_parsable_line_for_every_pair() {
             assert!(line.min_ms > 0.0, "{what}");
             assert!(line.median_ms >= line.min_ms, "{what}");
             assert!(line.gflops > 0.0, "{what}");
-            assert_eq!(line.threads.to_string(), threads, "{what}");
-            // auto is the fast path for K <= 11; direct keeps no scratch.
+            // One image: the Fourier path splits by images only, so it runs on one
+            // thread; the fast and direct paths split one image too.
+            let used = if line.path == fourier { "1" } else { threads };
+            assert_eq!(line.threads.to_string(), used, "{what}");
+            // auto is the fast or the Fourier path for K <= 11; direct keeps no scratch.
             if path == "direct" {
                 assert_eq!(line.path, "direct", "{what}");
                 assert_eq!(line.scratch_bytes, 0, "{what}");
             } else {
-                assert_eq!(line.path, fast, "{what}");
+                match path {
+                    "fast" => assert_eq!(line.path, fast, "{what}"),
+                    "fourier" => assert_eq!(line.path, fourier, "{what}"),
+                    _ => assert!(line.path == fast || line.path == fourier, "{what}"),
+                }
                 // At least the padded-free input planes, f32 each.
                 assert!(line.scratch_bytes >= 4 * 2 * nti * 10 * 10, "{what}");
             }
@@ -585,7 +593,7 @@ fn bench_bad_inputs_are_one_line_errors() {
     assert_contains(&fails(&with(&["--padding", "1,2"])), &["--padding"]);
     assert_contains(
         &fails(&with(&["--path", "winograd"])),
-        &["--path", "winograd", "auto, direct or fast"],
+        &["--path", "winograd", "auto, direct, fast or fourier"],
     );
     // The fast path takes kernels up to 11x11; `auto` falls back to direct.
     assert_contains(

@@ -66,6 +66,8 @@
 mod orbits;
 mod spectrum;
 
+use core::marker::PhantomData;
+
 use crate::error::{Buffer, Error, check_len};
 use crate::fast::{FastPlan, Kernel, MR};
 use crate::shape::{ConvGeometry, ConvShape, Domain, Padding};
@@ -217,6 +219,15 @@ impl FourierPlan {
     /// fast path) plus one pixel block's transformed input and output coefficients.
     pub fn scratch_len(&self) -> usize {
         self.scratch_len_checked().unwrap_or(usize::MAX)
+    }
+
+    /// Values the transforms read and write per image: the gathered input of every
+    /// input channel and orbit (`C_in*Q*|G|` per pixel) and the output coefficients
+    /// (`C_out*|G|` per pixel). Part of the cost model of
+    /// `gconv_std::layer::fourier_pays`.
+    pub fn transform_values_per_image(&self) -> usize {
+        let order = self.geo.nto();
+        (self.terms + self.geo.out_channels()) * order * self.pixels()
     }
 
     /// Multiply-adds the GEMMs run per image (padding rows of `A` included): compare
@@ -526,17 +537,9 @@ impl FourierPlan {
                     let (y, x) = ((p0 + t) / ow, (p0 + t) % ow);
                     let run = (ow - x).min(np - t);
                     let at = y * phase_w + x;
-                    let mut u = 0;
-                    while u < run {
-                        let n = LANES.min(run - u);
-                        let z: [Lanes; N] =
-                            core::array::from_fn(|k| load(padded, src[k] + at + u, n));
-                        let zh = S::analyze(&z);
-                        for (j, v) in zh.iter().enumerate() {
-                            store(b_buf, dst[j] + t + u, &v[..n]);
-                        }
-                        u += n;
-                    }
+                    let from: [usize; N] = core::array::from_fn(|k| src[k] + at);
+                    let to: [usize; N] = core::array::from_fn(|j| dst[j] + t);
+                    butterfly_run(padded, &from, b_buf, &to, run, &Analysis::<S>(PhantomData));
                     t += run;
                 }
             }
@@ -564,17 +567,8 @@ impl FourierPlan {
                 layout.c_off[block] + (o * d + col) * layout.c_plane[block] + row * np
             });
             let b = bias.and_then(|b| b.get(o)).copied().unwrap_or(0.0);
-            let mut t = 0;
-            while t < np {
-                let n = LANES.min(np - t);
-                let yh: [Lanes; N] = core::array::from_fn(|j| load(c_buf, src[j] + t, n));
-                let y = S::synthesize(&yh);
-                for (g, v) in y.iter().enumerate() {
-                    let v: Lanes = core::array::from_fn(|l| v[l] + b);
-                    store(out, (o * N + g) * plane + p0 + t, &v[..n]);
-                }
-                t += n;
-            }
+            let to: [usize; N] = core::array::from_fn(|g| (o * N + g) * plane + p0);
+            butterfly_run(c_buf, &src, out, &to, np, &Synthesis::<S>(b, PhantomData));
         }
     }
 }
@@ -621,31 +615,96 @@ impl BlockLayout {
     }
 }
 
-/// `n <= LANES` values of `src` from `at`, zeros after (and past the end of `src`).
-#[inline(always)]
-fn load(src: &[f32], at: usize, n: usize) -> Lanes {
-    if n == LANES
-        && let Some(v) = src.get(at..).and_then(|s| s.first_chunk::<LANES>())
-    {
-        return *v;
-    }
-    let mut v = [0.0; LANES];
-    if let Some(s) = src.get(at..) {
-        for (d, &x) in v.iter_mut().zip(s).take(n) {
-            *d = x;
-        }
-    }
-    v
+/// One of the transforms' butterflies, applied to `LANES` pixels at once. A trait
+/// (not a closure or fn pointer) so that it inlines into the `#[target_feature]`
+/// callers.
+trait Butterfly<const N: usize> {
+    fn apply(&self, z: &[Lanes; N]) -> [Lanes; N];
 }
 
-/// Writes `v` to `dst` from `at` (what fits).
+/// The analysis of the gathered input.
+struct Analysis<S>(PhantomData<S>);
+
+impl<const N: usize, S: Spectrum<N>> Butterfly<N> for Analysis<S> {
+    #[inline(always)]
+    fn apply(&self, z: &[Lanes; N]) -> [Lanes; N] {
+        S::analyze(z)
+    }
+}
+
+/// The synthesis of the output, plus the bias.
+struct Synthesis<S>(f32, PhantomData<S>);
+
+impl<const N: usize, S: Spectrum<N>> Butterfly<N> for Synthesis<S> {
+    #[inline(always)]
+    fn apply(&self, y: &[Lanes; N]) -> [Lanes; N] {
+        let mut out = S::synthesize(y);
+        for lanes in &mut out {
+            for v in lanes {
+                *v += self.0;
+            }
+        }
+        out
+    }
+}
+
+/// `output[to[j] + u] = f(input[from[k] + u] for all k)[j]` for `u in 0..len`, on
+/// `LANES` values at a time: the transforms' one loop.
+///
+/// The streams are checked once for the whole run; the vectors then run without
+/// per-access checks (with them the loop was several times slower: each check kept
+/// half a vector in memory). A run that is not a multiple of `LANES` ends with the
+/// vector that ends at `len`, overlapping the one before; a run shorter than `LANES`
+/// goes through checked copies. A stream that does not fit its slice (ruled out by
+/// the plan's lengths) leaves the run unwritten.
 #[inline(always)]
-fn store(dst: &mut [f32], at: usize, v: &[f32]) {
-    if let Some(d) = dst.get_mut(at..at + v.len()) {
-        d.copy_from_slice(v);
-    } else if let Some(d) = dst.get_mut(at..) {
-        let n = d.len();
-        d.copy_from_slice(&v[..n]);
+fn butterfly_run<const N: usize>(
+    input: &[f32],
+    from: &[usize; N],
+    output: &mut [f32],
+    to: &[usize; N],
+    len: usize,
+    f: &impl Butterfly<N>,
+) {
+    let fits =
+        |at: usize, slice_len: usize| at.checked_add(len).is_some_and(|end| end <= slice_len);
+    if !from.iter().all(|&s| fits(s, input.len())) || !to.iter().all(|&d| fits(d, output.len())) {
+        return;
+    }
+    let (src, dst) = (input.as_ptr(), output.as_mut_ptr());
+    let mut u = 0;
+    while u < len && len >= LANES {
+        // A partial last vector is done as the whole vector ending at `len`: the
+        // transforms work pixel by pixel, so the overlap is recomputed identically.
+        u = u.min(len - LANES);
+        // SAFETY: for every stream `from[k] + u + LANES <= from[k] + len <= input.len()`
+        // and `to[j] + u + LANES <= to[j] + len <= output.len()` (checked above, and
+        // `u + LANES <= len`), so each `LANES`-value read and write is inside its
+        // slice. Unaligned reads and writes of `[f32; LANES]` need no alignment beyond
+        // the pointer's; `input` and `output` are distinct borrows.
+        #[allow(unsafe_code)]
+        let z: [Lanes; N] = core::array::from_fn(|k| unsafe {
+            src.add(from[k] + u).cast::<Lanes>().read_unaligned()
+        });
+        let v = f.apply(&z);
+        for (w, &d) in v.iter().zip(to) {
+            // SAFETY: as above.
+            #[allow(unsafe_code)]
+            unsafe {
+                dst.add(d + u).cast::<Lanes>().write_unaligned(*w);
+            }
+        }
+        u += LANES;
+    }
+    if u < len {
+        let n = len - u;
+        let mut z = [[0.0; LANES]; N];
+        for (zk, &s) in z.iter_mut().zip(from) {
+            zk[..n].copy_from_slice(&input[s + u..s + len]);
+        }
+        for (w, &d) in f.apply(&z).iter().zip(to) {
+            output[d + u..d + len].copy_from_slice(&w[..n]);
+        }
     }
 }
 

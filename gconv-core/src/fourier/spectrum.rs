@@ -27,24 +27,35 @@
 //! of two and is applied to the weights, so the butterflies below are additions only.
 
 /// Lanes processed together by the butterflies: one AVX-512 vector, two AVX2 vectors.
-pub(crate) const LANES: usize = 16;
+pub(crate) const LANES: usize = 8;
 
 /// `LANES` consecutive pixels of one function value.
 pub(crate) type Lanes = [f32; LANES];
 
+// Plain indexed loops over fixed-size arrays: each compiles to one vector operation
+// (`core::array::from_fn` here left values on the stack).
 #[inline(always)]
-fn add(a: Lanes, b: Lanes) -> Lanes {
-    core::array::from_fn(|l| a[l] + b[l])
+fn add(mut a: Lanes, b: Lanes) -> Lanes {
+    for l in 0..LANES {
+        a[l] += b[l];
+    }
+    a
 }
 
 #[inline(always)]
-fn sub(a: Lanes, b: Lanes) -> Lanes {
-    core::array::from_fn(|l| a[l] - b[l])
+fn sub(mut a: Lanes, b: Lanes) -> Lanes {
+    for l in 0..LANES {
+        a[l] -= b[l];
+    }
+    a
 }
 
 #[inline(always)]
-fn neg(a: Lanes) -> Lanes {
-    core::array::from_fn(|l| -a[l])
+fn neg(mut a: Lanes) -> Lanes {
+    for v in &mut a {
+        *v = -*v;
+    }
+    a
 }
 
 /// One irreducible representation: its matrices are `dim x dim`; `rows` of its

@@ -3,7 +3,7 @@
 //! ```text
 //! gconv bench --from z2|c4|d4 --to c4|d4 --cin C --cout C -k K --size H [--batch B]
 //!             [--threads T] [--iters N] [--stride S] [--padding valid|same|P|T,B,L,R]
-//!             [--path auto|direct|fast] [--seed S]
+//!             [--path auto|direct|fast|fourier] [--seed S]
 //! ```
 //!
 //! The layer (seeded He-initialised weights), the seeded random input and the output
@@ -96,8 +96,9 @@ pub struct Args {
     /// Stride and padding.
     #[command(flatten)]
     conv: StridePadding,
-    /// Forward path: auto (fast wherever it applies), direct or fast.
-    #[arg(long, value_name = "auto|direct|fast", default_value = "auto")]
+    /// Forward path: auto (the Fourier path where its cost model says it is faster, else
+    /// fast wherever it applies), direct, fast or fourier.
+    #[arg(long, value_name = "auto|direct|fast|fourier", default_value = "auto")]
     path: String,
     /// Seed of the random weights and input.
     #[arg(
@@ -224,6 +225,11 @@ pub fn run(args: Args) -> crate::Outcome {
     let gflops = 2.0 * geometry.macs() as f64 / median.max(1e-9) / 1e9;
     let scratch_bytes = if path_name == "direct" {
         0
+    } else if path_name.starts_with("fourier") {
+        // One padded image and one pixel block's operands per thread running an
+        // image (see `gconv_std::fourier`).
+        let plan = layer.fourier_plan(x.shape()).map_err(|e| e.to_string())?;
+        used.min(batch).max(1) * gconv_std::fourier::scratch_bytes(&plan)
     } else {
         // One packed image per thread when whole images are shared out, else one
         // packed image shared by the threads (see `gconv_std::fast`).

@@ -11,6 +11,12 @@
 //! most twice the per-output bound `(terms + 2) * eps * sum |x w|`, with
 //! `sum |x w|` from a forward pass on `|x|` with `|w|`, `|b|` (for stacks the
 //! per-layer factors add up, since ReLU is 1-Lipschitz).
+//!
+//! Every layer check runs through both packed paths, the fast path and the
+//! group-Fourier path. The Fourier path's bound (see `fourier_path.rs`) is
+//! `(T_F + 3|G| + 2) * eps * S_F` with `T_F <= 2 * C_in * K*K` products per
+//! coefficient and `S_F <= |G| * max sum |x w|` (the orbit sums add the direct sums
+//! of all `|G|` output planes), so its tolerance is that, doubled.
 
 mod common;
 
@@ -18,7 +24,9 @@ use common::{random_layer, random_vec, rng};
 use gconv_core::equivariance::{layer_is_equivariant, pool_is_equivariant};
 use gconv_std::layer::InputDomain;
 use gconv_std::reference::reference_max_pool;
-use gconv_std::{C4, D4, GConv, Group, GroupConv, LiftingConv, Padding, Tensor, transform};
+use gconv_std::{
+    C4, ConvPath, D4, GConv, Group, GroupConv, LiftingConv, Padding, Tensor, transform,
+};
 
 /// Per-element error `|Phi(g.x) - g.Phi(x)|`; `None` when the shapes differ or the
 /// layer refuses the transformed input (a broken layer, too).
@@ -57,6 +65,21 @@ fn check_layer<G: Group, D: InputDomain>(
     width: usize,
     seed: u64,
 ) -> bool {
+    let mut on_path = layer.clone();
+    on_path.set_path(ConvPath::Fast);
+    let rule = check_layer_on_path(&on_path, height, width, seed);
+    on_path.set_path(ConvPath::Fourier);
+    assert_eq!(check_layer_on_path(&on_path, height, width, seed), rule);
+    rule
+}
+
+/// [`check_layer`] on the layer's own path.
+fn check_layer_on_path<G: Group, D: InputDomain>(
+    layer: &GConv<G, D>,
+    height: usize,
+    width: usize,
+    seed: u64,
+) -> bool {
     let nti = GConv::<G, D>::NTI;
     let shape = if nti == 1 {
         vec![2, layer.in_channels(), height, width]
@@ -69,8 +92,9 @@ fn check_layer<G: Group, D: InputDomain>(
     )
     .unwrap();
     let what = format!(
-        "{} K={} stride={} {:?} on {height}x{width}",
+        "{} {:?} K={} stride={} {:?} on {height}x{width}",
         GConv::<G, D>::name(),
+        layer.path(),
         layer.kernel(),
         layer.stride(),
         layer.padding()
@@ -79,7 +103,14 @@ fn check_layer<G: Group, D: InputDomain>(
         panic!("{what}: forward failed")
     };
     let terms = layer.in_channels() * nti * layer.kernel() * layer.kernel();
-    let tol = 2.0 * (terms as f32 + 2.0) * f32::EPSILON * y_abs.max_abs();
+    let direct_tol = 2.0 * (terms as f32 + 2.0) * f32::EPSILON * y_abs.max_abs();
+    let tol = if layer.path() == ConvPath::Fourier {
+        let t_f = 2 * layer.in_channels() * layer.kernel() * layer.kernel();
+        let order = G::ORDER as f32;
+        2.0 * (t_f as f32 + 3.0 * order + 2.0) * f32::EPSILON * order * y_abs.max_abs()
+    } else {
+        direct_tol
+    };
     let errors = errors_per_element::<G>(|t| layer.forward(t).ok(), &x);
     let rule = layer.is_equivariant_on(height, width);
     if rule {
@@ -97,9 +128,11 @@ fn check_layer<G: Group, D: InputDomain>(
             .iter()
             .map(|e| e.unwrap_or(f32::INFINITY))
             .fold(0.0f32, f32::max);
+        // "Large" is measured against the direct-sum bound for both paths: a broken
+        // layer's error is O(|y|), whatever the path's rounding.
         assert!(
-            worst > 1000.0 * tol,
-            "{what}: rule says broken, but max error {worst:e} (tol {tol:e})"
+            worst > 1000.0 * direct_tol,
+            "{what}: rule says broken, but max error {worst:e} (tol {direct_tol:e})"
         );
         assert_eq!(errors[0], Some(0.0), "{what}: identity must be exact");
     }

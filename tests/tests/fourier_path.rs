@@ -330,3 +330,190 @@ fn fourier_large_cases_match_reference() {
         check_case::<D4>(RefGroup::D4, domain, &s, &mut rng, true);
     }
 }
+
+/// Every buffer of the wrong length is an error naming it, and nothing is written.
+#[test]
+fn fourier_errors_leave_the_output_untouched() {
+    let shape = shape((3, 5), (9, 8), 3, 1, Padding::Same, 2);
+    let geo = shape.geometry::<D4>(Domain::Group).unwrap();
+    let plan = FourierPlan::new(&geo).unwrap();
+    let mut r = rng(26);
+    let x = random_vec(&mut r, geo.input_len());
+    let w = random_vec(&mut r, geo.weight_len());
+    let b = random_vec(&mut r, geo.bias_len());
+    let mut packed = vec![0.0; plan.packed_weights_len()];
+    plan.pack_weights(&w, &mut packed).unwrap();
+    let scratch_len = plan.scratch_len();
+    let kernel = Kernel::Portable;
+    let run = |x: &[f32], p: &[f32], bias: Option<&[f32]>, out_len: usize, scratch_len: usize| {
+        let mut out = vec![7.0f32; out_len];
+        let mut scratch = vec![0.0; scratch_len];
+        let res = plan.forward(kernel, x, p, bias, &mut out, &mut scratch);
+        assert!(out.iter().all(|&v| v == 7.0), "output written on error");
+        res
+    };
+    let len = |e: Error| match e {
+        Error::BufferLength { buffer, .. } => buffer,
+        other => panic!("unexpected {other}"),
+    };
+    use gconv_core::Buffer;
+    let out_len = geo.output_len();
+    assert_eq!(
+        len(run(&x[1..], &packed, Some(&b), out_len, scratch_len).unwrap_err()),
+        Buffer::Input
+    );
+    assert_eq!(
+        len(run(&x, &packed[1..], Some(&b), out_len, scratch_len).unwrap_err()),
+        Buffer::Bank
+    );
+    assert_eq!(
+        len(run(&x, &packed, Some(&b[1..]), out_len, scratch_len).unwrap_err()),
+        Buffer::Bias
+    );
+    assert_eq!(
+        len(run(&x, &packed, Some(&b), out_len + 1, scratch_len).unwrap_err()),
+        Buffer::Output
+    );
+    assert_eq!(
+        len(run(&x, &packed, Some(&b), out_len, scratch_len - 1).unwrap_err()),
+        Buffer::Scratch
+    );
+    // Weights: wrong raw or packed length, nothing written.
+    let mut p2 = vec![3.0f32; plan.packed_weights_len()];
+    assert_eq!(
+        len(plan.pack_weights(&w[1..], &mut p2).unwrap_err()),
+        Buffer::Weight
+    );
+    let mut short = vec![3.0f32; plan.packed_weights_len() - 1];
+    assert_eq!(
+        len(plan.pack_weights(&w, &mut short).unwrap_err()),
+        Buffer::Bank
+    );
+    assert!(p2.iter().chain(&short).all(|&v| v == 3.0));
+    // A kernel larger than the fast path's limit has no Fourier plan either.
+    let big = ConvShape {
+        kernel: MAX_KERNEL + 2,
+        ..shape
+    };
+    let geo = big.geometry::<C4>(Domain::Group).unwrap();
+    assert!(matches!(
+        FourierPlan::new(&geo),
+        Err(Error::KernelTooLargeForFastPath { .. })
+    ));
+    // A kernel this CPU lacks is an error through gconv-std, before anything runs.
+    for k in Kernel::ALL {
+        if !gconv_std::fast::cpu_has(k) {
+            let mut out = vec![7.0f32; out_len];
+            let mut scratch = vec![0.0; scratch_len];
+            let res = gconv_std::fourier::forward(
+                &plan,
+                k,
+                &x,
+                &packed,
+                Some(&b),
+                &mut out,
+                &mut scratch,
+            );
+            assert!(matches!(res, Err(Error::KernelNotCompiled { .. })));
+            assert!(out.iter().all(|&v| v == 7.0));
+        }
+    }
+}
+
+/// The batch split over 1, 2 and 3 threads gives the bits of one thread.
+#[test]
+fn fourier_threads_are_bitwise_one_thread() {
+    let mut r = rng(27);
+    for batch in [1, 2, 5] {
+        let shape = shape((4, 6), (13, 11), 3, 1, Padding::Same, batch);
+        let geo = shape.geometry::<C4>(Domain::Group).unwrap();
+        let plan = FourierPlan::new(&geo).unwrap();
+        let x = random_vec(&mut r, geo.input_len());
+        let w = random_vec(&mut r, geo.weight_len());
+        let b = random_vec(&mut r, geo.bias_len());
+        let mut packed = vec![0.0; plan.packed_weights_len()];
+        plan.pack_weights(&w, &mut packed).unwrap();
+        let kernel = gconv_std::fast::kernel();
+        let mut one = vec![f32::NAN; geo.output_len()];
+        gconv_std::fourier::forward_thread_scratch(&plan, kernel, &x, &packed, Some(&b), &mut one)
+            .unwrap();
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut par = vec![f32::NAN; geo.output_len()];
+            pool.install(|| {
+                gconv_std::fourier::forward_par(&plan, kernel, &x, &packed, Some(&b), &mut par)
+            })
+            .unwrap();
+            assert!(
+                one.iter()
+                    .zip(&par)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "batch {batch}, {threads} threads"
+            );
+        }
+    }
+}
+
+/// Through the layer API: `ConvPath::Fourier` runs this path, new weights reach its
+/// transformed weights, and a kernel it cannot take is an error naming the layer
+/// (Auto then runs the direct path).
+#[test]
+fn layer_fourier_path_uses_new_weights_and_reports_errors() {
+    use gconv_std::{ConvPath, D4ToD4, Tensor};
+    let mut layer = D4ToD4::new(3, 2, 3, 1, Padding::Same, 28).unwrap();
+    layer.set_path(ConvPath::Fourier);
+    let shape = vec![2, 3, 8, 9, 10];
+    let fourier = format!("fourier_{}", gconv_std::fast::kernel().name());
+    assert_eq!(layer.path_name(&shape).unwrap(), fourier);
+    let mut r = rng(29);
+    let x = Tensor::new(shape.clone(), random_vec(&mut r, 2 * 3 * 8 * 90)).unwrap();
+    for round in 0..2 {
+        let w = Tensor::new(
+            layer.weight().shape().to_vec(),
+            random_vec(&mut r, layer.weight().len()),
+        )
+        .unwrap();
+        let b = random_vec(&mut r, 2);
+        layer.set_weights(w, Some(b)).unwrap();
+        let y = layer.forward(&x).unwrap();
+        let conv = ConvShape {
+            batch: 2,
+            in_channels: 3,
+            out_channels: 2,
+            height: 9,
+            width: 10,
+            kernel: 3,
+            stride: 1,
+            padding: Padding::Same,
+        };
+        let geo = conv.geometry::<D4>(Domain::Group).unwrap();
+        let reference = oracle(
+            RefGroup::D4,
+            Domain::Group,
+            &conv,
+            x.data(),
+            layer.weight().data(),
+            layer.bias(),
+        );
+        let sums = fourier_abs_sums::<D4>(&geo, x.data(), layer.weight().data());
+        let plan = FourierPlan::new(&geo).unwrap();
+        assert_fourier_matches::<D4>(
+            &format!("layer round {round}"),
+            &plan,
+            y.data(),
+            &reference,
+            &sums,
+            layer.bias(),
+        );
+    }
+    let mut big = D4ToD4::new(1, 1, MAX_KERNEL + 2, 1, Padding::Same, 30).unwrap();
+    let big_shape = vec![1, 1, 8, 15, 15];
+    big.set_path(ConvPath::Fourier);
+    let err = big.path_name(&big_shape).unwrap_err().to_string();
+    assert!(err.contains("D4->D4"), "{err}");
+    big.set_path(ConvPath::Auto);
+    assert_eq!(big.path_name(&big_shape).unwrap(), "direct");
+}

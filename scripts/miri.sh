@@ -4,10 +4,13 @@
 #
 # * gconv-core `fast::FastPlan::compute`: the calls of the AVX2+FMA and AVX-512
 #   kernels in builds that enable those features at compile time;
-# * gconv-std `fast::compute`: the calls after run-time detection.
+# * gconv-std `fast::compute`: the calls after run-time detection;
+# * gconv-core `fourier::butterfly_run`: the transforms' unchecked vector loop;
+# * gconv-std `fourier::forward`: the calls of the Fourier path's AVX2+FMA and
+#   AVX-512 entry points after run-time detection.
 #
 # Miri is an interpreter (about 10^4 times slower), so it runs the small cases
-# (`fast::` tests); the large grids run natively in `cargo test`.
+# (`fast::` and `fourier::` tests); the large grids run natively in `cargo test`.
 # Installs the nightly toolchain's miri and rust-src components when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +28,5 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/miri-avx2"
 export RUSTFLAGS="-C target-feature=+avx2,+fma,+avx512f"
 cargo +nightly miri test -p gconv-core --lib fast::
 cargo +nightly miri test -p gconv-std --lib fast::
+cargo +nightly miri test -p gconv-core --lib fourier::
+cargo +nightly miri test -p gconv-std --lib fourier::

@@ -161,3 +161,52 @@ fn domain(nti: usize) -> gconv_core::Domain {
         gconv_core::Domain::Group
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fast::available_kernels;
+    use crate::{AnyConv, ConvPath, Pair, Tensor};
+    use gconv_core::Padding;
+
+    /// Every kernel the CPU has (AVX-512 and AVX2+FMA through the `unsafe` calls)
+    /// agrees with the direct path, on layers small enough for Miri.
+    #[test]
+    fn every_available_kernel_matches_the_direct_path() {
+        for pair in [Pair::C4C4, Pair::Z2D4] {
+            let mut layer = AnyConv::new(pair, 2, 2, 3, 1, Padding::Same, 9).unwrap();
+            let mut shape = vec![1, 2, pair.from().planes(), 5, 9];
+            if pair.from().planes() == 1 {
+                shape.remove(2);
+            }
+            let x = Tensor::from_fn(shape, |i| ((i * 37) % 11) as f32 / 5.0 - 1.0);
+            layer.set_path(ConvPath::Direct);
+            let direct = layer.forward(&x).unwrap();
+            let plan = layer.fourier_plan(x.shape()).unwrap();
+            let mut packed = vec![0.0; plan.packed_weights_len()];
+            plan.pack_weights(layer.weight().data(), &mut packed)
+                .unwrap();
+            let geo = plan.geometry();
+            let terms = geo.terms_per_output() as f32;
+            let order = geo.nto() as f32;
+            for kernel in available_kernels() {
+                let mut out = vec![f32::NAN; direct.len()];
+                let mut scratch = vec![f32::NAN; plan.scratch_len()];
+                forward(
+                    &plan,
+                    kernel,
+                    x.data(),
+                    &packed,
+                    None,
+                    &mut out,
+                    &mut scratch,
+                )
+                .unwrap();
+                for (a, b) in out.iter().zip(direct.data()) {
+                    let tol = 4.0 * (terms + 3.0 * order) * f32::EPSILON * order * terms;
+                    assert!((a - b).abs() <= tol, "{pair:?} {kernel:?}: {a} vs {b}");
+                }
+            }
+        }
+    }
+}

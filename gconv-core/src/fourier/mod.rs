@@ -725,3 +725,119 @@ const fn kernel_compiled(kernel: Kernel) -> bool {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::{group::group_conv, lifting::lifting_conv};
+    use crate::shape::{ConvShape, Domain, Padding};
+    use crate::{C4, D4, Group};
+
+    /// Small deterministic pseudo-random values in [-1, 1).
+    fn fill(buf: &mut [f32], mut seed: u32) {
+        for v in buf {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *v = (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0;
+        }
+    }
+
+    /// The Fourier path with the compiled kernel against the direct path, on a layer
+    /// small enough for Miri. Widths are chosen so `butterfly_run` takes each branch:
+    /// runs shorter than a vector, exactly one, and an overlapping last vector.
+    fn compare<G: Group>(domain: Domain, shape: ConvShape) {
+        let geo = shape.geometry::<G>(domain).unwrap();
+        let plan = FourierPlan::new(&geo).unwrap();
+        let mut buf = [0.0f32; 3 * 4096];
+        let (x, rest) = buf.split_at_mut(geo.input_len());
+        let (w, rest) = rest.split_at_mut(geo.weight_len());
+        let (direct, rest) = rest.split_at_mut(geo.output_len());
+        let (fourier, rest) = rest.split_at_mut(geo.output_len());
+        let (packed, rest) = rest.split_at_mut(plan.packed_weights_len());
+        let scratch = &mut rest[..plan.scratch_len()];
+        scratch.fill(f32::NAN);
+        fourier.fill(f32::NAN);
+        fill(x, 3);
+        fill(w, 4);
+        let bias = [0.5f32, -0.25, 1.0];
+        let bias = Some(&bias[..geo.bias_len()]);
+        let mut bank = [0.0f32; 4096];
+        let bank = &mut bank[..geo.bank_len()];
+        match domain {
+            Domain::Z2 => lifting_conv::<G>(&shape, x, w, bias, direct, bank),
+            Domain::Group => group_conv::<G>(&shape, x, w, bias, direct, bank),
+        }
+        .unwrap();
+        plan.pack_weights(w, packed).unwrap();
+        plan.forward(Kernel::compiled(), x, packed, bias, fourier, scratch)
+            .unwrap();
+        // |x|, |w| <= 1: each output's sum of |x w| is at most C_in*nti*K*K, and the
+        // Fourier path's error bound is |G| times that scale (see the module docs).
+        let terms = geo.terms_per_output() as f32;
+        let tol = 4.0 * (terms + 3.0 * G::ORDER as f32) * f32::EPSILON * G::ORDER as f32 * terms;
+        for (i, (a, b)) in direct.iter().zip(fourier.iter()).enumerate() {
+            assert!(
+                (a - b).abs() <= tol,
+                "{shape:?} output {i}: direct {a} fourier {b}"
+            );
+        }
+    }
+
+    fn shape(c: (usize, usize), hw: (usize, usize), kernel: usize, stride: usize) -> ConvShape {
+        ConvShape {
+            batch: 2,
+            in_channels: c.0,
+            out_channels: c.1,
+            height: hw.0,
+            width: hw.1,
+            kernel,
+            stride,
+            padding: Padding::Same,
+        }
+    }
+
+    #[test]
+    fn matches_the_direct_path_on_every_pair() {
+        // Output widths 5 (< LANES), 8 (= LANES) and 11 (an overlapping last vector).
+        compare::<C4>(Domain::Group, shape((2, 3), (4, 5), 3, 1));
+        compare::<C4>(Domain::Z2, shape((2, 3), (3, 8), 3, 1));
+        compare::<D4>(Domain::Group, shape((1, 2), (3, 11), 3, 1));
+        compare::<D4>(Domain::Z2, shape((3, 1), (5, 21), 3, 2));
+    }
+
+    #[test]
+    fn butterfly_run_checks_its_streams() {
+        // A stream past the end of its slice leaves the output as it was.
+        let input = [1.0f32; 40];
+        let mut output = [7.0f32; 40];
+        let f = Analysis::<C4>(PhantomData);
+        butterfly_run(
+            &input,
+            &[0, 8, 16, 31],
+            &mut output,
+            &[0, 10, 20, 30],
+            10,
+            &f,
+        );
+        assert!(output.iter().all(|&v| v == 7.0));
+        butterfly_run(
+            &input,
+            &[0, 8, 16, 24],
+            &mut output,
+            &[0, 10, 20, 31],
+            10,
+            &f,
+        );
+        assert!(output.iter().all(|&v| v == 7.0));
+        // In range: the four coefficients of constant ones are 4, 0, 0, 0.
+        butterfly_run(
+            &input,
+            &[0, 8, 16, 24],
+            &mut output,
+            &[0, 10, 20, 30],
+            10,
+            &f,
+        );
+        assert!(output[..10].iter().all(|&v| v == 4.0));
+        assert!(output[10..].iter().all(|&v| v == 0.0));
+    }
+}

@@ -127,6 +127,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "no unsafe here; slow under the interpreter")]
     fn orbits_partition_the_pairs() {
         for k in 1..=MAX_KERNEL {
             check(4, 4, k);

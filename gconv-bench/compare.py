@@ -31,6 +31,7 @@ first if needed; that installs torch, a few GB):
     python3 gconv-bench/compare.py --markdown        # Markdown table
     python3 gconv-bench/compare.py --update-readme   # rewrite the README block
     python3 gconv-bench/compare.py --gconv-path fast --repeat 3
+    python3 gconv-bench/compare.py --also-paths fast,direct   # paths side by side
 
 Shape groups (--shapes): a) C4->C4 10->10 k3 28x28, batch 1 and 32; b) Z2->C4 lifting
 3->16 and 1->16, k3 and k5, 32x32 and 224x224; c) D4->D4 16->16 k3 32x32, batch 1 and 32;
@@ -408,12 +409,15 @@ def time_gconv(binary, s, budget, quick, gconv_path, estimate_ms=None):
 # Running and reporting
 
 
-def run_shape(binary, s, budget, quick, repeat, gconv_path):
-    """Torch then gconv, `repeat` times; the best median of each side."""
+def run_shape(binary, s, budget, quick, repeat, gconv_path, also_paths=()):
+    """Torch then gconv, then gconv on each of `also_paths`, `repeat` times; the best
+    median of each."""
     best_torch = None
     best_gconv = None
+    others = {}
     notes = set()
     estimate_ms = None
+    estimates = {}
     for _ in range(repeat):
         torch_ms, layout, medians, note = time_torch(s, budget, quick)
         if note:
@@ -429,10 +433,18 @@ def run_shape(binary, s, budget, quick, repeat, gconv_path):
                 "threads": fields.get("threads", "?"),
                 "fields": fields,
             }
+        for path in also_paths:
+            fields, estimates[path] = time_gconv(
+                binary, s, budget, quick, path, estimates.get(path)
+            )
+            ms = float(fields["median_ms"])
+            if path not in others or ms < others[path]["ms"]:
+                others[path] = {"ms": ms, "path": fields["path"]}
     return {
         "shape": s,
         "torch": best_torch,
         "gconv": best_gconv,
+        "others": others,
         "ratio": best_torch["ms"] / best_gconv["ms"],
         "notes": notes,
     }
@@ -444,6 +456,10 @@ def row_cells(result, peak_gflops):
     threads = str(s["threads"])
     if str(g["threads"]) != threads:
         threads += f" (gconv ran {g['threads']})"
+    extra = []
+    for path in ALSO_PATHS:
+        other = result["others"][path]
+        extra += [f"{other['ms']:.3f} ({other['path']})", f"{other['ms'] / g['ms']:.2f}"]
     return [
         s["label"],
         str(s["batch"]),
@@ -453,7 +469,19 @@ def row_cells(result, peak_gflops):
         f"{result['ratio']:.2f}",
         f"{g['gflops']:.1f}",
         f"{100.0 * g['gflops'] / (peak_gflops * s['threads']):.0f}%",
-    ]
+    ] + extra
+
+
+def headers():
+    """The column titles: the fixed ones, then two per `--also-paths` entry."""
+    extra = []
+    for path in ALSO_PATHS:
+        extra += [f"gconv --path {path} ms", f"{path}/gconv"]
+    return HEADERS + extra
+
+
+# The `--also-paths` of this run (set in main).
+ALSO_PATHS = []
 
 
 HEADERS = [
@@ -499,8 +527,8 @@ def summary_line(results):
 
 def text_table(results, peak_gflops):
     """A plain-text table with aligned columns."""
-    rows = [HEADERS] + [row_cells(r, peak_gflops) for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS))]
+    rows = [headers()] + [row_cells(r, peak_gflops) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
         cells = [
@@ -516,8 +544,8 @@ def text_table(results, peak_gflops):
 def markdown_table(results, peak_gflops):
     """The same table in Markdown (numbers right-aligned)."""
     lines = [
-        "| " + " | ".join(HEADERS) + " |",
-        "|---|" + "---:|" * (len(HEADERS) - 1),
+        "| " + " | ".join(headers()) + " |",
+        "|---|" + "---:|" * (len(headers()) - 1),
     ]
     for r in results:
         lines.append("| " + " | ".join(row_cells(r, peak_gflops)) + " |")
@@ -541,8 +569,12 @@ def readme_block(results, peak_gflops):
         "interleaved in one run; `PyTorch/gconv` >= 1.0 means gconv is at least as fast. The last",
         "column is gconv's GFLOP/s over the FMA peak of one core (times the threads), measured in",
         "the same run by `gconv peak` (a register-resident multiply-add loop).",
-        "Options: `--quick`, `--shapes a,b,...`, `--repeat R`, `--gconv-path P`, `--markdown`,",
-        "`--update-readme` (this block); torch comes from `tools/.venv` (`tools/setup-venv.sh`).",
+        "With `--also-paths fast,direct` each shape also runs `gconv bench --path fast` and",
+        "`--path direct`; `fast/gconv` is that path's time over gconv's default (`auto`: the",
+        "group-Fourier path where its cost model says so, else the fast path).",
+        "Options: `--quick`, `--shapes a,b,...`, `--repeat R`, `--gconv-path P`,",
+        "`--also-paths P,Q`, `--markdown`, `--update-readme` (this block); torch comes from",
+        "`tools/.venv` (`tools/setup-venv.sh`).",
         "",
         f"Last run {today}: {machine_line(peak_gflops, results)}.",
         "",
@@ -583,6 +615,11 @@ def parse_args():
     parser.add_argument(
         "--gconv-path", default=None, help="pass --path P to gconv bench (default: its own)"
     )
+    parser.add_argument(
+        "--also-paths",
+        default="",
+        help="comma-separated gconv paths (direct, fast, fourier) also timed per shape",
+    )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument(
         "--update-readme", action="store_true", help="rewrite the README.md compare block"
@@ -590,6 +627,10 @@ def parse_args():
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    args.also_paths = [p for p in args.also_paths.split(",") if p]
+    for p in args.also_paths:
+        if p not in ("auto", "direct", "fast", "fourier"):
+            parser.error(f"--also-paths: unknown path {p!r}: use direct, fast, fourier or auto")
     return args
 
 
@@ -597,6 +638,7 @@ def main():
     args = parse_args()
     try:
         shapes = select_shapes(args.shapes)
+        ALSO_PATHS[:] = args.also_paths
         ensure_torch()
         binary = build_gconv()
         budget = QUICK_BUDGET if args.quick else FULL_BUDGET
@@ -609,12 +651,15 @@ def main():
         )
         results = []
         for s in shapes:
-            result = run_shape(binary, s, budget, args.quick, args.repeat, args.gconv_path)
+            result = run_shape(
+                binary, s, budget, args.quick, args.repeat, args.gconv_path, args.also_paths
+            )
             medians = ", ".join(f"{k} {v:.3f}" for k, v in result["torch"]["medians"].items())
             print(
                 f"compare.py: {s['label']} b{s['batch']} t{s['threads']}: torch [{medians}] ms, "
                 f"gconv {result['gconv']['ms']:.3f} ms ({result['gconv']['path']}), "
-                f"ratio {result['ratio']:.2f}",
+                f"ratio {result['ratio']:.2f}"
+                + "".join(f", {p} {o['ms']:.3f} ms" for p, o in result["others"].items()),
                 file=sys.stderr,
             )
             results.append(result)

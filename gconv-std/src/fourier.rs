@@ -6,9 +6,11 @@
 //! core's `#[target_feature]` entry points after detection.
 #![allow(unsafe_code)]
 
+use std::ops::Range;
+
 use gconv_core::Error;
 use gconv_core::fast::Kernel;
-use gconv_core::fourier::FourierPlan;
+use gconv_core::fourier::{CHANNEL_GROUP, FourierPlan};
 
 use crate::fast::{cpu_has, with_scratch};
 
@@ -32,22 +34,79 @@ pub fn forward(
             kernel: kernel.name(),
         });
     }
+    if !matches!(kernel, Kernel::Avx512 | Kernel::Avx2Fma) {
+        return plan.forward(kernel, input, packed_weights, bias, output, scratch);
+    }
+    // The run-time-detected kernels go image by image: check the whole batch first
+    // so that an error leaves `output` untouched.
+    check_lengths(plan, input, packed_weights, bias, output)?;
+    let geo = plan.geometry();
+    if geo.batch() == 0 {
+        return Ok(());
+    }
+    let (in_len, out_len) = (
+        geo.input_len() / geo.batch(),
+        geo.output_len() / geo.batch(),
+    );
+    let groups = 0..plan.channel_groups();
+    for (image, out) in input
+        .chunks_exact(in_len)
+        .zip(output.chunks_exact_mut(out_len))
+    {
+        forward_image(
+            plan,
+            kernel,
+            image,
+            packed_weights,
+            bias,
+            groups.clone(),
+            out,
+            scratch,
+        )?;
+    }
+    Ok(())
+}
+
+/// [`FourierPlan::forward_image`] (one image, a range of channel groups) with any
+/// kernel this CPU has.
+///
+/// # Errors
+/// Those of [`FourierPlan::forward_image`]; [`Error::KernelNotCompiled`] when the CPU
+/// lacks `kernel`'s features. Nothing is written to `out` on error.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_image(
+    plan: &FourierPlan,
+    kernel: Kernel,
+    image: &[f32],
+    packed_weights: &[f32],
+    bias: Option<&[f32]>,
+    groups: Range<usize>,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), Error> {
+    if !cpu_has(kernel) {
+        return Err(Error::KernelNotCompiled {
+            kernel: kernel.name(),
+        });
+    }
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512 => {
-            // SAFETY: `forward_avx512` is safe Rust compiled with `avx512f`, `avx2` and
-            // `fma`; its one requirement is that the CPU has them, which `cpu_has` has
-            // just confirmed.
-            unsafe { plan.forward_avx512(input, packed_weights, bias, output, scratch) }
+            // SAFETY: `forward_image_avx512` is safe Rust compiled with `avx512f`,
+            // `avx2` and `fma`; its one requirement is that the CPU has them, which
+            // `cpu_has` has just confirmed.
+            unsafe { plan.forward_image_avx512(image, packed_weights, bias, groups, out, scratch) }
         }
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2Fma => {
-            // SAFETY: `forward_avx2_fma` is safe Rust compiled with `avx2` and `fma`;
-            // its one requirement is that the CPU has both, which `cpu_has` has just
-            // confirmed.
-            unsafe { plan.forward_avx2_fma(input, packed_weights, bias, output, scratch) }
+            // SAFETY: `forward_image_avx2_fma` is safe Rust compiled with `avx2` and
+            // `fma`; its one requirement is that the CPU has both, which `cpu_has` has
+            // just confirmed.
+            unsafe {
+                plan.forward_image_avx2_fma(image, packed_weights, bias, groups, out, scratch)
+            }
         }
-        _ => plan.forward(kernel, input, packed_weights, bias, output, scratch),
+        _ => plan.forward_image(kernel, image, packed_weights, bias, groups, out, scratch),
     }
 }
 
@@ -74,10 +133,12 @@ pub fn scratch_bytes(plan: &FourierPlan) -> usize {
     plan.scratch_len() * size_of::<f32>()
 }
 
-/// [`forward_thread_scratch`] with the images of the batch split over the current
-/// rayon pool (each image on one thread, with that thread's scratch). Bitwise
-/// identical to one thread: every image is computed by the same code in the same
-/// order. A batch of one image runs on the calling thread.
+/// [`forward_thread_scratch`] split over the current rayon pool: by images when the
+/// batch has at least as many images as the pool has threads, else image by image
+/// over contiguous ranges of channel groups (each thread gathers and transforms the
+/// whole image for its channels: the transforms are repeated, the GEMMs split).
+/// Bitwise identical to one thread: every output is computed by the same code in the
+/// same order. Returns the number of pieces run in parallel.
 ///
 /// # Errors
 /// As [`forward`]; nothing is written on a length error.
@@ -89,21 +150,64 @@ pub fn forward_par(
     packed_weights: &[f32],
     bias: Option<&[f32]>,
     output: &mut [f32],
-) -> Result<(), Error> {
+) -> Result<usize, Error> {
     use rayon::prelude::*;
     let geo = plan.geometry();
     let images = geo.batch();
-    if images <= 1 || rayon::current_num_threads() <= 1 {
-        return forward_thread_scratch(plan, kernel, input, packed_weights, bias, output);
+    let threads = rayon::current_num_threads();
+    let groups = plan.channel_groups();
+    if threads <= 1 || images == 0 || (images == 1 && groups <= 1) {
+        forward_thread_scratch(plan, kernel, input, packed_weights, bias, output)?;
+        return Ok(1);
     }
-    // Check everything the per-image calls would, before any image is written.
+    // Check everything the per-piece calls would, before anything is written.
     check_lengths(plan, input, packed_weights, bias, output)?;
-    let one = image_plan(plan)?;
+    if !cpu_has(kernel) {
+        return Err(Error::KernelNotCompiled {
+            kernel: kernel.name(),
+        });
+    }
     let (in_len, out_len) = (geo.input_len() / images, geo.output_len() / images);
-    input
-        .par_chunks_exact(in_len)
-        .zip(output.par_chunks_exact_mut(out_len))
-        .try_for_each(|(x, y)| forward_thread_scratch(&one, kernel, x, packed_weights, bias, y))
+    let scratch_len = plan.scratch_len();
+    if images >= threads {
+        let one = image_plan(plan)?;
+        input
+            .par_chunks_exact(in_len)
+            .zip(output.par_chunks_exact_mut(out_len))
+            .try_for_each(|(x, y)| {
+                forward_thread_scratch(&one, kernel, x, packed_weights, bias, y)
+            })?;
+        return Ok(threads.min(images));
+    }
+    // Fewer images than threads: split each image's channel groups into `pieces`
+    // contiguous ranges; a range's output is one contiguous run of the image's output.
+    let pieces = threads.min(groups);
+    let per_group = CHANNEL_GROUP * geo.nto() * geo.out_height() * geo.out_width();
+    for (image, out) in input
+        .chunks_exact(in_len)
+        .zip(output.chunks_exact_mut(out_len))
+    {
+        let ranges: Vec<Range<usize>> = (0..pieces)
+            .map(|p| p * groups / pieces..(p + 1) * groups / pieces)
+            .collect();
+        let mut chunks = Vec::with_capacity(pieces);
+        let mut rest = out;
+        for r in &ranges {
+            let len = (r.len() * per_group).min(rest.len());
+            let (head, tail) = rest.split_at_mut(len);
+            chunks.push(head);
+            rest = tail;
+        }
+        ranges
+            .into_par_iter()
+            .zip(chunks.into_par_iter())
+            .try_for_each(|(r, chunk)| {
+                with_scratch(scratch_len, |scratch| {
+                    forward_image(plan, kernel, image, packed_weights, bias, r, chunk, scratch)
+                })
+            })?;
+    }
+    Ok(pieces)
 }
 
 fn check_lengths(

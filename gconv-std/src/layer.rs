@@ -556,8 +556,7 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
                 let kernel = crate::fast::kernel();
                 let (data, bias) = (x.data(), self.bias());
                 crate::fourier::forward_par(&plan, kernel, data, &self.fourier, bias, out)
-                    .map_err(|e| self.core_error(e))?;
-                Ok(geo.batch().min(rayon::current_num_threads()).max(1))
+                    .map_err(|e| self.core_error(e))
             }
             Resolved::Direct => self.forward_into(x, out).map(|()| 1),
         }

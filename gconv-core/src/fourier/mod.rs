@@ -67,6 +67,7 @@ mod orbits;
 mod spectrum;
 
 use core::marker::PhantomData;
+use core::ops::Range;
 
 use crate::error::{Buffer, Error, check_len};
 use crate::fast::{FastPlan, Kernel, MR};
@@ -79,6 +80,11 @@ use spectrum::{Block, Coeff, LANES, Lanes, Spectrum};
 /// Output pixels per block: the transformed input of one block (`C_in*Q*|G|` rows of
 /// this many values) is meant to stay in L2 while its GEMMs run.
 pub const BLOCK_PIXELS: usize = 256;
+
+/// Output G-channels per channel group, the unit of
+/// [`FourierPlan::forward_image`]'s split: every block's GEMM rows of a group start
+/// at a multiple of the tile height `MR` (`d*4` rows, `d` = 1 or 2).
+pub const CHANNEL_GROUP: usize = 4;
 
 /// Most irrep blocks of a supported group (D4: five).
 const MAX_BLOCKS: usize = 5;
@@ -325,16 +331,39 @@ impl FourierPlan {
         Ok(())
     }
 
-    fn check_all(
+    /// Groups of [`CHANNEL_GROUP`] output G-channels (the last may be smaller): the
+    /// unit [`forward_image`](Self::forward_image) splits the output by.
+    pub fn channel_groups(&self) -> usize {
+        self.geo.out_channels().div_ceil(CHANNEL_GROUP)
+    }
+
+    /// Output values of channel groups `groups` of one image.
+    fn group_output_len(&self, groups: &Range<usize>) -> usize {
+        let c_out = self.geo.out_channels();
+        let channels = (groups.end * CHANNEL_GROUP).min(c_out) - groups.start * CHANNEL_GROUP;
+        channels * self.geo.nto() * self.pixels()
+    }
+
+    fn check_image(
         &self,
-        input: &[f32],
+        image: &[f32],
         packed_weights: &[f32],
         bias: Option<&[f32]>,
-        output: &[f32],
+        groups: &Range<usize>,
+        out: &[f32],
         scratch: &[f32],
     ) -> Result<(), Error> {
-        self.input.check_batch(input, output)?;
+        check_len(Buffer::Input, image.len(), self.input.image_input_len())?;
         self.check_operands(packed_weights, bias)?;
+        let all = self.channel_groups();
+        if groups.start > groups.end || groups.end > all {
+            return Err(Error::TileRange {
+                start: groups.start,
+                end: groups.end,
+                tiles: all,
+            });
+        }
+        check_len(Buffer::Output, out.len(), self.group_output_len(groups))?;
         let need = self.scratch_len_checked()?;
         if scratch.len() < need {
             return Err(Error::BufferLength {
@@ -364,95 +393,137 @@ impl FourierPlan {
         output: &mut [f32],
         scratch: &mut [f32],
     ) -> Result<(), Error> {
-        self.check_all(input, packed_weights, bias, output, scratch)?;
+        self.input.check_batch(input, output)?;
+        let (in_len, out_len) = (self.input.image_input_len(), self.input.image_output_len());
+        if self.geo.batch() == 0 {
+            return self.check_operands(packed_weights, bias);
+        }
+        let groups = 0..self.channel_groups();
+        let first = input.get(..in_len).unwrap_or(&[]);
+        let first_out = output.get(..out_len).unwrap_or(&[]);
+        self.check_image(first, packed_weights, bias, &groups, first_out, scratch)?;
+        for (image, out) in input
+            .chunks_exact(in_len)
+            .zip(output.chunks_exact_mut(out_len))
+        {
+            self.forward_image(
+                kernel,
+                image,
+                packed_weights,
+                bias,
+                groups.clone(),
+                out,
+                scratch,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// One image `(C_in, nti, H, W)`, output G-channels of the channel groups `groups`
+    /// only (group `g` is channels `4g .. 4g + 4`), into `out`
+    /// `(channels, |G|, H', W')`: the unit a caller splits a single image by over
+    /// threads. Each group's result is bitwise the same as in
+    /// [`forward`](Self::forward) (every GEMM tile sums in the same order).
+    ///
+    /// # Errors
+    /// [`Error::BufferLength`] for a buffer of the wrong length or `scratch` shorter
+    /// than [`scratch_len`](Self::scratch_len); [`Error::TileRange`] for groups
+    /// outside `0..channel_groups()`; [`Error::KernelNotCompiled`] for a kernel this
+    /// build cannot call. Nothing is written to `out` on error.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_image(
+        &self,
+        kernel: Kernel,
+        image: &[f32],
+        packed_weights: &[f32],
+        bias: Option<&[f32]>,
+        groups: Range<usize>,
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<(), Error> {
+        self.check_image(image, packed_weights, bias, &groups, out, scratch)?;
         if !kernel_compiled(kernel) {
             return Err(Error::KernelNotCompiled {
                 kernel: kernel.name(),
             });
         }
-        self.run(
-            input,
-            packed_weights,
-            bias,
-            output,
-            scratch,
-            |p, b, a, c| p.compute(kernel, b, a, None, c, 0..p.plane_tiles()),
-        )
+        let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
+            p.compute(kernel, b, a, None, c, t)
+        };
+        self.run(image, packed_weights, bias, groups, out, scratch, gemm)
     }
 
-    /// [`forward`](Self::forward) with the AVX2+FMA kernel, for callers that detected
-    /// the CPU features at run time.
+    /// [`forward_image`](Self::forward_image) with the AVX2+FMA kernel, for callers
+    /// that detected the CPU features at run time.
     ///
     /// # Safety
     /// Safe inside code compiled with `avx2` and `fma`; elsewhere the caller must make
     /// sure the CPU has both (`is_x86_feature_detected!`).
     ///
     /// # Errors
-    /// As [`forward`](Self::forward).
+    /// As [`forward_image`](Self::forward_image).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    pub fn forward_avx2_fma(
+    pub fn forward_image_avx2_fma(
         &self,
-        input: &[f32],
+        image: &[f32],
         packed_weights: &[f32],
         bias: Option<&[f32]>,
-        output: &mut [f32],
+        groups: Range<usize>,
+        out: &mut [f32],
         scratch: &mut [f32],
     ) -> Result<(), Error> {
-        self.check_all(input, packed_weights, bias, output, scratch)?;
-        self.run(
-            input,
-            packed_weights,
-            bias,
-            output,
-            scratch,
-            |p, b, a, c| p.compute_avx2_fma(b, a, None, c, 0..p.plane_tiles()),
-        )
+        self.check_image(image, packed_weights, bias, &groups, out, scratch)?;
+        let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
+            p.compute_avx2_fma(b, a, None, c, t)
+        };
+        self.run(image, packed_weights, bias, groups, out, scratch, gemm)
     }
 
-    /// [`forward`](Self::forward) with the AVX-512 kernel, for callers that detected
-    /// the CPU features at run time.
+    /// [`forward_image`](Self::forward_image) with the AVX-512 kernel, for callers
+    /// that detected the CPU features at run time.
     ///
     /// # Safety
     /// Safe inside code compiled with `avx512f`, `avx2` and `fma`; elsewhere the caller
     /// must make sure the CPU has them (`is_x86_feature_detected!`).
     ///
     /// # Errors
-    /// As [`forward`](Self::forward).
+    /// As [`forward_image`](Self::forward_image).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub fn forward_avx512(
+    pub fn forward_image_avx512(
         &self,
-        input: &[f32],
+        image: &[f32],
         packed_weights: &[f32],
         bias: Option<&[f32]>,
-        output: &mut [f32],
+        groups: Range<usize>,
+        out: &mut [f32],
         scratch: &mut [f32],
     ) -> Result<(), Error> {
-        self.check_all(input, packed_weights, bias, output, scratch)?;
-        self.run(
-            input,
-            packed_weights,
-            bias,
-            output,
-            scratch,
-            |p, b, a, c| p.compute_avx512(b, a, None, c, 0..p.plane_tiles()),
-        )
+        self.check_image(image, packed_weights, bias, &groups, out, scratch)?;
+        let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
+            p.compute_avx512(b, a, None, c, t)
+        };
+        self.run(image, packed_weights, bias, groups, out, scratch, gemm)
     }
 
-    /// The whole batch, buffers checked. `gemm(plan, B, A, C)` runs one block's GEMM.
+    /// One image, channel groups `groups`, buffers checked. `gemm(plan, B, A, C,
+    /// tiles)` runs tiles `tiles` of one block's GEMM into `C`.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
-        input: &[f32],
+        image: &[f32],
         packed_weights: &[f32],
         bias: Option<&[f32]>,
-        output: &mut [f32],
+        groups: Range<usize>,
+        out: &mut [f32],
         scratch: &mut [f32],
-        mut gemm: impl FnMut(&FastPlan, &[f32], &[f32], &mut [f32]) -> Result<(), Error>,
+        mut gemm: impl FnMut(&FastPlan, &[f32], &[f32], &mut [f32], Range<usize>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let (in_len, out_len) = (self.input.image_input_len(), self.input.image_output_len());
-        if in_len == 0 || out_len == 0 {
+        let c_out = self.geo.out_channels();
+        let channels = groups.start * CHANNEL_GROUP..(groups.end * CHANNEL_GROUP).min(c_out);
+        if channels.is_empty() || self.pixels() == 0 {
             return Ok(());
         }
         let lens = self.block_lens()?;
@@ -462,41 +533,40 @@ impl FourierPlan {
         let c_total: usize = lens.iter().map(|l| l.1).sum();
         let c_buf = rest.get_mut(..c_total).ok_or(Error::SizeOverflow)?;
         let np_full = self.block_pixels();
-        for (image, out) in input
-            .chunks_exact(in_len)
-            .zip(output.chunks_exact_mut(out_len))
-        {
-            self.input.pack_input(image, padded)?;
-            let mut p0 = 0;
-            while p0 < self.pixels() {
-                let np = np_full.min(self.pixels() - p0);
-                let layout = BlockLayout::new(self.blocks, &lens, np, |b| {
-                    self.block_rows(b) * b.dim * self.terms
-                });
-                match self.geo.nto() {
-                    4 => self.analyze::<4, C4>(padded, p0, np, &layout, b_buf),
-                    _ => self.analyze::<8, D4>(padded, p0, np, &layout, b_buf),
-                }
-                for (k, b) in self.blocks.iter().enumerate() {
-                    let plan = self.gemm_plan(b, np)?;
-                    let (b_off, c_off) = (layout.b_off[k], layout.c_off[k]);
-                    let w_off = layout.w_off[k];
-                    let w_len = self.block_rows(b) * b.dim * self.terms;
-                    let (Some(bm), Some(am), Some(cm)) = (
-                        b_buf.get(b_off..b_off + lens[k].0),
-                        packed_weights.get(w_off..w_off + w_len),
-                        c_buf.get_mut(c_off..c_off + self.block_rows(b) * b.rows * np),
-                    ) else {
-                        return Err(Error::SizeOverflow);
-                    };
-                    gemm(&plan, bm, am, cm)?;
-                }
-                match self.geo.nto() {
-                    4 => self.synthesize::<4, C4>(c_buf, p0, np, &layout, bias, out),
-                    _ => self.synthesize::<8, D4>(c_buf, p0, np, &layout, bias, out),
-                }
-                p0 += np;
+        self.input.pack_input(image, padded)?;
+        let mut p0 = 0;
+        while p0 < self.pixels() {
+            let np = np_full.min(self.pixels() - p0);
+            let layout = BlockLayout::new(self.blocks, &lens, np, |b| {
+                self.block_rows(b) * b.dim * self.terms
+            });
+            match self.geo.nto() {
+                4 => self.analyze::<4, C4>(padded, p0, np, &layout, b_buf),
+                _ => self.analyze::<8, D4>(padded, p0, np, &layout, b_buf),
             }
+            for (k, b) in self.blocks.iter().enumerate() {
+                let plan = self.gemm_plan(b, np)?;
+                // Rows `o*d + b` of the channels; `channels.start*d` is a multiple of
+                // MR since channel groups start at multiples of 4.
+                let tiles = channels.start * b.dim / MR..(channels.end * b.dim).div_ceil(MR);
+                let (b_off, c_off) = (layout.b_off[k], layout.c_off[k]);
+                let w_off = layout.w_off[k];
+                let w_len = self.block_rows(b) * b.dim * self.terms;
+                let c_len = tiles.len() * MR * b.rows * np;
+                let (Some(bm), Some(am), Some(cm)) = (
+                    b_buf.get(b_off..b_off + lens[k].0),
+                    packed_weights.get(w_off..w_off + w_len),
+                    c_buf.get_mut(c_off..c_off + c_len),
+                ) else {
+                    return Err(Error::SizeOverflow);
+                };
+                gemm(&plan, bm, am, cm, tiles)?;
+            }
+            match self.geo.nto() {
+                4 => self.synthesize::<4, C4>(c_buf, p0, np, &layout, bias, &channels, out),
+                _ => self.synthesize::<8, D4>(c_buf, p0, np, &layout, bias, &channels, out),
+            }
+            p0 += np;
         }
         Ok(())
     }
@@ -549,6 +619,7 @@ impl FourierPlan {
     /// Synthesises output pixels `p0 .. p0 + np` of every orientation plane from the
     /// blocks' `C_rho` and adds the bias.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn synthesize<const N: usize, S: Spectrum<N>>(
         &self,
         c_buf: &[f32],
@@ -556,18 +627,21 @@ impl FourierPlan {
         np: usize,
         layout: &BlockLayout,
         bias: Option<&[f32]>,
+        channels: &Range<usize>,
         out: &mut [f32],
     ) {
         let plane = self.pixels();
-        for o in 0..self.geo.out_channels() {
-            // Coefficient j of output channel o: C_rho row (o*d + col), column row*np + t.
+        for o in channels.clone() {
+            // Coefficient j of output channel o: C_rho row ((o - o0)*d + col), column
+            // row*np + t; `out` holds channels o0.. only.
+            let local = o - channels.start;
             let src: [usize; N] = core::array::from_fn(|j| {
                 let Coeff { block, row, col } = S::COEFFS[j];
                 let d = self.blocks[block].dim;
-                layout.c_off[block] + (o * d + col) * layout.c_plane[block] + row * np
+                layout.c_off[block] + (local * d + col) * layout.c_plane[block] + row * np
             });
             let b = bias.and_then(|b| b.get(o)).copied().unwrap_or(0.0);
-            let to: [usize; N] = core::array::from_fn(|g| (o * N + g) * plane + p0);
+            let to: [usize; N] = core::array::from_fn(|g| (local * N + g) * plane + p0);
             butterfly_run(c_buf, &src, out, &to, np, &Synthesis::<S>(b, PhantomData));
         }
     }

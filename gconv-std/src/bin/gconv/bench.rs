@@ -226,10 +226,10 @@ pub fn run(args: Args) -> crate::Outcome {
     let scratch_bytes = if path_name == "direct" {
         0
     } else if path_name.starts_with("fourier") {
-        // One padded image and one pixel block's operands per thread running an
-        // image (see `gconv_std::fourier`).
+        // One padded image and one pixel block's operands per thread, whether the
+        // threads share out images or channel groups (see `gconv_std::fourier`).
         let plan = layer.fourier_plan(x.shape()).map_err(|e| e.to_string())?;
-        used.min(batch).max(1) * gconv_std::fourier::scratch_bytes(&plan)
+        used.max(1) * gconv_std::fourier::scratch_bytes(&plan)
     } else {
         // One packed image per thread when whole images are shared out, else one
         // packed image shared by the threads (see `gconv_std::fast`).

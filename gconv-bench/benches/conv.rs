@@ -1,6 +1,7 @@
 //! Forward-pass throughput (MACs/s) of the four layer pairs on the shapes the speed
-//! issue tracks, fast path against direct path, plus the work done once per weight
-//! change (bank expansion and packing) and the per-image input packing on their own.
+//! issues track, the group-Fourier path, the fast path and the direct path side by
+//! side, plus the work done once per weight change (bank expansion and packing, the
+//! Fourier path's weight transform) and the per-image input packing on their own.
 //!
 //! Groups (one per shape family; `cargo bench -p gconv-bench -- '^a_'` runs one):
 //!
@@ -10,19 +11,23 @@
 //! * `c_d4-d4_16`: D4->D4 16->16, k3, 32x32, batch 1 and 32;
 //! * `d_c4-c4_64`: C4->C4 64->64, k3, 56x56, batch 1, on one and on two threads;
 //! * `e_c4-c4_4`: C4->C4 4->4, k3, 16x16, batch 1;
-//! * `expand`: `expand_filter_bank` and `pack_bank` for the shapes of a, c and d;
+//! * `expand`: `expand_filter_bank`, `pack_bank` and the Fourier path's
+//!   `pack_weights` for the shapes of a, c and d;
 //! * `pack_input`: `FastPlan::pack_input` (one image) for the shapes of a, c and d.
 //!
 //! Forward ids are `<group>/<path>/<shape>`, `<path>` being what the layer runs
-//! (`fast-avx2_fma`, `fast-portable` or `direct`). All layers use `Padding::Same`,
+//! (`fourier_avx512`, `fast_avx2_fma`, `fast_portable`, `direct`, ...). Throughput
+//! counts the direct path's multiply-adds for every path, so the Fourier path's
+//! figure is effective MACs/s (it runs 6/16 to 12/64 of them). All layers use `Padding::Same`,
 //! stride 1 and a non-zero bias; the output buffer is allocated once.
 //!
 //! Every benchmarked forward pass is checked before it is timed (lazily, on its first
 //! run, so that a filtered-out shape costs nothing): the fast output against an f64
 //! sum over the expanded bank on a sample of outputs, against the f64 oracle
 //! (`gconv_std::reference`) on the first image when that is cheap, and, where the
-//! direct path is benchmarked, against the direct output everywhere. An unchecked
-//! result is never timed.
+//! direct path is benchmarked, against the direct output everywhere; the Fourier
+//! output against the fast output everywhere, within the Fourier path's bound (see
+//! `gconv_core::fourier`). An unchecked result is never timed.
 
 use std::cell::OnceCell;
 use std::hint::black_box;
@@ -191,6 +196,16 @@ fn banks(layer: &AnyConv) -> (&[f32], &[f32]) {
     }
 }
 
+/// The layer's cached Fourier weights.
+fn fourier_weights(layer: &AnyConv) -> &[f32] {
+    match layer {
+        AnyConv::Z2C4(l) => l.fourier_weights(),
+        AnyConv::C4C4(l) => l.fourier_weights(),
+        AnyConv::Z2D4(l) => l.fourier_weights(),
+        AnyConv::D4D4(l) => l.fourier_weights(),
+    }
+}
+
 fn domain(pair: Pair) -> Domain {
     match pair {
         Pair::Z2C4 | Pair::Z2D4 => Domain::Z2,
@@ -211,6 +226,7 @@ fn expand(s: &Spec, w: &[f32], bank: &mut [f32]) {
 struct Case {
     spec: Spec,
     fast: AnyConv,
+    fourier: AnyConv,
     direct: AnyConv,
     x: Tensor,
     geo: ConvGeometry,
@@ -219,15 +235,19 @@ struct Case {
 
 impl Case {
     fn new(spec: Spec) -> Self {
-        let fast = spec.layer();
+        let mut fast = spec.layer();
+        fast.set_path(ConvPath::Fast);
         let mut direct = fast.clone();
         direct.set_path(ConvPath::Direct);
+        let mut fourier = fast.clone();
+        fourier.set_path(ConvPath::Fourier);
         let shape = spec.input_shape();
         let geo = fast.geometry(&shape).unwrap();
         let x = Tensor::new(shape, data(geo.input_len(), 1)).unwrap();
         Case {
             spec,
             fast,
+            fourier,
             direct,
             x,
             geo,
@@ -244,7 +264,7 @@ impl Case {
         }
     }
 
-    /// Checks both paths' outputs once (see the module docs); panics on a wrong one.
+    /// Checks every path's output once (see the module docs); panics on a wrong one.
     fn check(&self) {
         self.checked.get_or_init(|| {
             let name = self.spec.name();
@@ -255,7 +275,31 @@ impl Case {
             if self.spec.direct {
                 self.check_direct(&fast, &name);
             }
+            self.check_fourier(&fast, &name);
         });
+    }
+
+    /// Fourier output against the (checked) fast output everywhere: within the
+    /// Fourier path's bound `2 (T_F + 3|G| + 2) eps |G| sum |x w|` (`T_F <= 2 C_in
+    /// K*K`) plus the fast path's own, `sum |x w|` from the magnitude layer.
+    fn check_fourier(&self, fast: &[f32], name: &str) {
+        let mut fourier = vec![f32::NAN; fast.len()];
+        self.run(&self.fourier, &mut fourier);
+        let mag = self
+            .fast
+            .magnitude_layer()
+            .forward(&self.x.map(f32::abs))
+            .unwrap();
+        let g = &self.geo;
+        let order = g.nto() as f64;
+        let t_f = (2 * g.in_channels() * g.kernel() * g.kernel()) as f64;
+        let eps = f64::from(f32::EPSILON) * 2.0 * (t_f + 3.0 * order + 2.0) * order + self.eps();
+        for (i, ((&f, &q), &m)) in fast.iter().zip(&fourier).zip(mag.data()).enumerate() {
+            assert!(
+                f64::from(f - q).abs() <= eps * f64::from(m) + 1e-30,
+                "{name}: output {i}: fast {f}, fourier {q}"
+            );
+        }
     }
 
     /// `(terms + 2) * eps`: the relative f32 rounding bound of one output.
@@ -388,7 +432,7 @@ fn bench_family(crit: &mut Criterion, family: &str, specs: &[Spec], big: bool) {
         g.throughput(Throughput::Elements(case.geo.macs() as u64));
         let mut out = vec![0.0; case.geo.output_len()];
         let shape = case.x.shape().to_vec();
-        let mut layers = vec![&case.fast];
+        let mut layers = vec![&case.fourier, &case.fast];
         if spec.direct {
             layers.push(&case.direct);
         }
@@ -435,6 +479,15 @@ fn weights(crit: &mut Criterion) {
         g.bench_function(BenchmarkId::new("pack_bank", &id), |b| {
             b.iter(|| pack_bank(geo.bank_shape(), black_box(&bank), black_box(&mut packed)))
         });
+
+        // The Fourier path's weight transform (from the raw weights).
+        let plan = layer.fourier_plan(&spec.input_shape()).unwrap();
+        let mut fourier = vec![f32::NAN; plan.packed_weights_len()];
+        plan.pack_weights(w, &mut fourier).unwrap();
+        assert_eq!(fourier, fourier_weights(&layer), "{id}: Fourier weights");
+        g.bench_function(BenchmarkId::new("fourier_pack_weights", &id), |b| {
+            b.iter(|| plan.pack_weights(black_box(w), black_box(&mut fourier)))
+        });
     }
     g.finish();
 
@@ -466,7 +519,8 @@ fn print_header() {
     let kernel = gconv_std::fast::kernel();
     eprintln!(
         "gconv-bench: fast-path kernel `{}` (AVX2+FMA detected: {}); scratch per shape \
-         (fast: one packed input image per thread that packs, direct: none)",
+         (fast: one packed input image per thread that packs, Fourier: one padded image \
+         and one pixel block's operands per thread, direct: none)",
         kernel.name(),
         gconv_std::fast::avx2_fma_detected()
     );
@@ -476,12 +530,15 @@ fn print_header() {
             let shape = spec.input_shape();
             let plan = layer.fast_plan(&shape).unwrap();
             let geo = plan.geometry();
+            let fourier = layer.fourier_plan(&shape).unwrap();
             eprintln!(
-                "  {:<42} {:>7.1} MMAC  {}: {:>8} B  direct: 0 B",
+                "  {:<42} {:>7.1} MMAC  fast: {:>8} B  fourier: {:>8} B  direct: 0 B  \
+                 (auto: {})",
                 format!("{family}/{}", spec.name()),
                 geo.macs() as f64 * 1e-6,
-                layer.path_name(&shape).unwrap(),
                 gconv_std::fast::scratch_bytes(&plan),
+                gconv_std::fourier::scratch_bytes(&fourier),
+                layer.path_name(&shape).unwrap(),
             );
         }
     }

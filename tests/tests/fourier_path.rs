@@ -378,6 +378,60 @@ fn fourier_errors_leave_the_output_untouched() {
         len(run(&x, &packed, Some(&b), out_len, scratch_len - 1).unwrap_err()),
         Buffer::Scratch
     );
+    // One image, a range of channel groups: a range past the last group (or reversed)
+    // and an output of the wrong length for the range are errors.
+    let groups = plan.channel_groups();
+    assert_eq!(groups, 2); // 5 channels: groups of 4 and 1
+    let image = &x[..geo.input_len() / 2];
+    let per_channel = geo.nto() * geo.out_height() * geo.out_width();
+    for (range, out_len) in [
+        (0..3, 5 * per_channel),
+        (1..3, per_channel),
+        (2..1, 0),
+        (0..1, 5 * per_channel),
+    ] {
+        let mut out = vec![7.0f32; out_len];
+        let mut scratch = vec![0.0; scratch_len];
+        let res = plan.forward_image(
+            kernel,
+            image,
+            &packed,
+            Some(&b),
+            range.clone(),
+            &mut out,
+            &mut scratch,
+        );
+        assert!(res.is_err(), "{range:?}");
+        assert!(
+            out.iter().all(|&v| v == 7.0),
+            "{range:?}: output written on error"
+        );
+    }
+    // The groups' outputs, side by side, are the whole image's bits.
+    let mut whole = vec![0.0f32; 5 * per_channel];
+    let mut scratch = vec![0.0; scratch_len];
+    plan.forward_image(
+        kernel,
+        image,
+        &packed,
+        Some(&b),
+        0..2,
+        &mut whole,
+        &mut scratch,
+    )
+    .unwrap();
+    let mut split = vec![0.0f32; 5 * per_channel];
+    let (first, second) = split.split_at_mut(4 * per_channel);
+    plan.forward_image(kernel, image, &packed, Some(&b), 0..1, first, &mut scratch)
+        .unwrap();
+    plan.forward_image(kernel, image, &packed, Some(&b), 1..2, second, &mut scratch)
+        .unwrap();
+    assert!(
+        whole
+            .iter()
+            .zip(&split)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
     // Weights: wrong raw or packed length, nothing written.
     let mut p2 = vec![3.0f32; plan.packed_weights_len()];
     assert_eq!(

@@ -28,7 +28,8 @@
 //! `B` the transformed gathered input (`rows x d` per term) and `C` the output's
 //! coefficients. Multiply-adds per output G-channel, input G-channel, orbit and pixel:
 //! C4: `1 + 1 + 4 = 6` (the 2-dim block is a complex product) against the direct
-//! path's `|G|*|G| / |G| * ... = 16`; D4: `4*1 + 2*2*2 = 12` against 64. For a group
+//! path's `|G|^2 = 16` (each of the `|G|` output planes sums the orbit's `|G|` pairs);
+//! D4: `4*1 + 2*2*2 = 12` against 64. For a group
 //! convolution there are `K*K` orbits, so the GEMMs run `6/16` (C4) or `12/64` (D4)
 //! of the direct path's multiply-adds. Lifting layers have fewer orbits than taps
 //! (C4 3x3: 3 orbits of 9 taps), `18/36` (C4) or `36/72` (D4) at `K = 3`.
@@ -47,6 +48,18 @@
 //!    GEMM is its 1x1 convolution).
 //! 4. Output: the `C_rho` coefficients of each pixel are synthesised (add-only
 //!    butterfly) into the `|G|` orientation planes, and the bias is added.
+//!
+//! [`FourierPlan::forward_image`] computes one image's output for a range of
+//! [`CHANNEL_GROUP`]s of output channels, so that callers can split one image over
+//! threads (each repeats the input transform, the GEMMs are split); results are
+//! bitwise the same however the groups are split.
+//!
+//! # Speed
+//!
+//! On one core of a Zen 4 (AVX-512), C4->C4 64->64 3x3 on 56x56 takes 14.4 ms against
+//! 32.6 ms on the fast path (which runs at 95% of the FMA peak) and D4->D4 16->16 3x3
+//! on 32x32, batch 32, 26 ms against 87 ms: the GEMMs run near the peak, the
+//! transforms take 10-25% of the time. See the README's table.
 //!
 //! # Rounding
 //!

@@ -184,14 +184,17 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's scratch, at least `len` f32 long (grown if needed,
-/// never shrunk).
+/// never shrunk), starting on a 64-byte boundary so that whole-vector reads of the
+/// packed planes do not straddle cache lines.
 pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    const ALIGN_F32: usize = 64 / size_of::<f32>();
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, 0.0);
+            if buf.len() < len + ALIGN_F32 {
+                buf.resize(len + ALIGN_F32, 0.0);
             }
-            f(&mut buf[..len])
+            let offset = (buf.as_ptr() as usize).wrapping_neg() % 64 / size_of::<f32>();
+            f(&mut buf[offset..offset + len])
         }
         // Only reachable if `f` re-entered the fast path on this thread: use a
         // buffer of its own rather than fail.

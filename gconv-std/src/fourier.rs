@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use gconv_core::Error;
 use gconv_core::fast::Kernel;
-use gconv_core::fourier::{CHANNEL_GROUP, FourierPlan};
+use gconv_core::fourier::FourierPlan;
 
 use crate::fast::{cpu_has, with_scratch};
 
@@ -110,6 +110,49 @@ pub fn forward_image(
     }
 }
 
+/// [`FourierPlan::forward_rows`] (one image, a range of output rows of every plane)
+/// with any kernel this CPU has.
+///
+/// # Errors
+/// Those of [`FourierPlan::forward_rows`]; [`Error::KernelNotCompiled`] when the CPU
+/// lacks `kernel`'s features. Nothing is written on error.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_rows(
+    plan: &FourierPlan,
+    kernel: Kernel,
+    image: &[f32],
+    packed_weights: &[f32],
+    bias: Option<&[f32]>,
+    rows: Range<usize>,
+    planes: &mut [&mut [f32]],
+    scratch: &mut [f32],
+) -> Result<(), Error> {
+    if !cpu_has(kernel) {
+        return Err(Error::KernelNotCompiled {
+            kernel: kernel.name(),
+        });
+    }
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => {
+            // SAFETY: `forward_rows_avx512` is safe Rust compiled with `avx512f`,
+            // `avx2` and `fma`; its one requirement is that the CPU has them, which
+            // `cpu_has` has just confirmed.
+            unsafe { plan.forward_rows_avx512(image, packed_weights, bias, rows, planes, scratch) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2Fma => {
+            // SAFETY: `forward_rows_avx2_fma` is safe Rust compiled with `avx2` and
+            // `fma`; its one requirement is that the CPU has both, which `cpu_has` has
+            // just confirmed.
+            unsafe {
+                plan.forward_rows_avx2_fma(image, packed_weights, bias, rows, planes, scratch)
+            }
+        }
+        _ => plan.forward_rows(kernel, image, packed_weights, bias, rows, planes, scratch),
+    }
+}
+
 /// [`forward`] on the calling thread with its reused scratch buffer (shared with the
 /// fast path; see [`crate::fast::release_scratch`]).
 ///
@@ -135,10 +178,10 @@ pub fn scratch_bytes(plan: &FourierPlan) -> usize {
 
 /// [`forward_thread_scratch`] split over the current rayon pool: by images when the
 /// batch has at least as many images as the pool has threads, else image by image
-/// over contiguous ranges of channel groups (each thread gathers and transforms the
-/// whole image for its channels: the transforms are repeated, the GEMMs split).
-/// Bitwise identical to one thread: every output is computed by the same code in the
-/// same order. Returns the number of pieces run in parallel.
+/// over contiguous ranges of output rows (each thread transforms only its rows' input
+/// and runs the GEMMs for them). Bitwise identical to one thread: every output is
+/// computed by the same code in the same order. Returns the number of pieces run in
+/// parallel.
 ///
 /// # Errors
 /// As [`forward`]; nothing is written on a length error.
@@ -155,8 +198,8 @@ pub fn forward_par(
     let geo = plan.geometry();
     let images = geo.batch();
     let threads = rayon::current_num_threads();
-    let groups = plan.channel_groups();
-    if threads <= 1 || images == 0 || (images == 1 && groups <= 1) {
+    let out_rows = geo.out_height();
+    if threads <= 1 || images == 0 || (images == 1 && out_rows <= 1) {
         forward_thread_scratch(plan, kernel, input, packed_weights, bias, output)?;
         return Ok(1);
     }
@@ -168,7 +211,6 @@ pub fn forward_par(
         });
     }
     let (in_len, out_len) = (geo.input_len() / images, geo.output_len() / images);
-    let scratch_len = plan.scratch_len();
     if images >= threads {
         let one = image_plan(plan)?;
         input
@@ -179,31 +221,44 @@ pub fn forward_par(
             })?;
         return Ok(threads.min(images));
     }
-    // Fewer images than threads: split each image's channel groups into `pieces`
-    // contiguous ranges; a range's output is one contiguous run of the image's output.
-    let pieces = threads.min(groups);
-    let per_group = CHANNEL_GROUP * geo.nto() * geo.out_height() * geo.out_width();
+    // Fewer images than threads: split each image's output rows into `pieces`
+    // contiguous ranges; piece `t` gets rows `ranges[t]` of every output plane.
+    let pieces = threads.min(out_rows);
+    let ow = geo.out_width();
+    let plane_len = out_rows * ow;
+    let ranges: Vec<Range<usize>> = (0..pieces)
+        .map(|t| t * out_rows / pieces..(t + 1) * out_rows / pieces)
+        .collect();
+    let scratch_len = plan.scratch_len();
     for (image, out) in input
         .chunks_exact(in_len)
         .zip(output.chunks_exact_mut(out_len))
     {
-        let ranges: Vec<Range<usize>> = (0..pieces)
-            .map(|p| p * groups / pieces..(p + 1) * groups / pieces)
+        let mut lists: Vec<Vec<&mut [f32]>> = (0..pieces)
+            .map(|_| Vec::with_capacity(out_len / plane_len))
             .collect();
-        let mut chunks = Vec::with_capacity(pieces);
-        let mut rest = out;
-        for r in &ranges {
-            let len = (r.len() * per_group).min(rest.len());
-            let (head, tail) = rest.split_at_mut(len);
-            chunks.push(head);
-            rest = tail;
+        for mut plane in out.chunks_exact_mut(plane_len) {
+            for (list, r) in lists.iter_mut().zip(&ranges) {
+                let (head, tail) = plane.split_at_mut(r.len() * ow);
+                list.push(head);
+                plane = tail;
+            }
         }
         ranges
-            .into_par_iter()
-            .zip(chunks.into_par_iter())
-            .try_for_each(|(r, chunk)| {
+            .par_iter()
+            .zip(lists.into_par_iter())
+            .try_for_each(|(r, mut planes)| {
                 with_scratch(scratch_len, |scratch| {
-                    forward_image(plan, kernel, image, packed_weights, bias, r, chunk, scratch)
+                    forward_rows(
+                        plan,
+                        kernel,
+                        image,
+                        packed_weights,
+                        bias,
+                        r.clone(),
+                        &mut planes,
+                        scratch,
+                    )
                 })
             })?;
     }
@@ -310,6 +365,33 @@ mod tests {
                     let tol = 4.0 * (terms + 3.0 * order) * f32::EPSILON * order * terms;
                     assert!((a - b).abs() <= tol, "{pair:?} {kernel:?}: {a} vs {b}");
                 }
+                // Rows 0..2 and 2..H' of every plane (the unsafe calls of the row
+                // entry points): the same bits.
+                let (oh, ow) = (geo.out_height(), geo.out_width());
+                let mut rows_out = vec![f32::NAN; out.len()];
+                for rows in [0..2, 2..oh] {
+                    let mut planes: Vec<&mut [f32]> = rows_out
+                        .chunks_exact_mut(oh * ow)
+                        .map(|p| &mut p[rows.start * ow..rows.end * ow])
+                        .collect();
+                    let image = x.data();
+                    forward_rows(
+                        &plan,
+                        kernel,
+                        image,
+                        &packed,
+                        None,
+                        rows,
+                        &mut planes,
+                        &mut scratch,
+                    )
+                    .unwrap();
+                }
+                assert!(
+                    out.iter()
+                        .zip(&rows_out)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+                );
             }
         }
     }

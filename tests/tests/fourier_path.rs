@@ -482,13 +482,12 @@ fn fourier_errors_leave_the_output_untouched() {
     }
 }
 
-/// The batch split over 1, 2 and 3 threads (by images, or by channel groups when
-/// there are fewer images than threads) gives the bits of one thread.
+/// The batch split over 1, 2 and 3 threads (by images, or by rows of the output
+/// when there are fewer images than threads) gives the bits of one thread.
 #[test]
 fn fourier_threads_are_bitwise_one_thread() {
     let mut r = rng(27);
     for batch in [1, 2, 5] {
-        // 9 output G-channels: three channel groups (the last one short).
         let shape = shape((4, 9), (13, 11), 3, 1, Padding::Same, batch);
         let geo = shape.geometry::<C4>(Domain::Group).unwrap();
         let plan = FourierPlan::new(&geo).unwrap();
@@ -512,13 +511,9 @@ fn fourier_threads_are_bitwise_one_thread() {
                     gconv_std::fourier::forward_par(&plan, kernel, &x, &packed, Some(&b), &mut par)
                 })
                 .unwrap();
-            // By images when there are enough, else by channel groups (3 of them).
-            let expected = if batch >= threads {
-                threads
-            } else {
-                threads.min(3)
-            };
-            assert_eq!(pieces, expected, "batch {batch}, {threads} threads");
+            // By images when there are enough, else by rows of the 13x11 output: all
+            // threads get work either way.
+            assert_eq!(pieces, threads, "batch {batch}, {threads} threads");
             assert!(
                 one.iter()
                     .zip(&par)
@@ -588,4 +583,104 @@ fn layer_fourier_path_uses_new_weights_and_reports_errors() {
     assert!(err.contains("D4->D4"), "{err}");
     big.set_path(ConvPath::Auto);
     assert_eq!(big.path_name(&big_shape).unwrap(), "direct");
+}
+
+/// `forward_rows`: rows of every plane, any split of the rows, give the bits of the
+/// whole image; bad rows, plane counts or plane lengths are errors that write nothing.
+#[test]
+fn fourier_rows_split_is_bitwise_the_whole_image() {
+    let mut r = rng(31);
+    let shape = shape((3, 5), (11, 9), 3, 1, Padding::Same, 1);
+    let geo = shape.geometry::<D4>(Domain::Group).unwrap();
+    let plan = FourierPlan::new(&geo).unwrap();
+    let x = random_vec(&mut r, geo.input_len());
+    let w = random_vec(&mut r, geo.weight_len());
+    let b = random_vec(&mut r, geo.bias_len());
+    let mut packed = vec![0.0; plan.packed_weights_len()];
+    plan.pack_weights(&w, &mut packed).unwrap();
+    let kernel = gconv_std::fast::kernel();
+    let mut whole = vec![f32::NAN; geo.output_len()];
+    let mut scratch = vec![f32::NAN; plan.scratch_len()];
+    gconv_std::fourier::forward(
+        &plan,
+        kernel,
+        &x,
+        &packed,
+        Some(&b),
+        &mut whole,
+        &mut scratch,
+    )
+    .unwrap();
+    let (oh, ow) = (geo.out_height(), geo.out_width());
+    let planes = geo.out_channels() * geo.nto();
+    for split in [
+        vec![0, 11],
+        vec![0, 1, 11],
+        vec![0, 4, 7, 11],
+        vec![0, 0, 5, 11],
+    ] {
+        let mut out = vec![f32::NAN; geo.output_len()];
+        for pair in split.windows(2) {
+            let rows = pair[0]..pair[1];
+            let mut list: Vec<&mut [f32]> = out
+                .chunks_exact_mut(oh * ow)
+                .map(|p| &mut p[rows.start * ow..rows.end * ow])
+                .collect();
+            gconv_std::fourier::forward_rows(
+                &plan,
+                kernel,
+                &x,
+                &packed,
+                Some(&b),
+                rows,
+                &mut list,
+                &mut scratch,
+            )
+            .unwrap();
+        }
+        assert!(
+            whole
+                .iter()
+                .zip(&out)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{split:?}"
+        );
+    }
+    // Errors: rows past the end, too few planes, a plane of the wrong length.
+    let mut out = vec![7.0f32; geo.output_len()];
+    let mut list: Vec<&mut [f32]> = out
+        .chunks_exact_mut(oh * ow)
+        .map(|p| &mut p[..2 * ow])
+        .collect();
+    let res = plan.forward_rows(
+        Kernel::Portable,
+        &x,
+        &packed,
+        Some(&b),
+        10..12,
+        &mut list,
+        &mut scratch,
+    );
+    assert!(matches!(res, Err(Error::TileRange { .. })), "{res:?}");
+    let res = plan.forward_rows(
+        Kernel::Portable,
+        &x,
+        &packed,
+        Some(&b),
+        0..2,
+        &mut list[..planes - 1],
+        &mut scratch,
+    );
+    assert!(matches!(res, Err(Error::BufferLength { .. })), "{res:?}");
+    let res = plan.forward_rows(
+        Kernel::Portable,
+        &x,
+        &packed,
+        Some(&b),
+        0..3,
+        &mut list,
+        &mut scratch,
+    );
+    assert!(matches!(res, Err(Error::BufferLength { .. })), "{res:?}");
+    assert!(out.iter().all(|&v| v == 7.0));
 }

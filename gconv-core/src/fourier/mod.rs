@@ -463,7 +463,17 @@ impl FourierPlan {
         let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
             p.compute(kernel, b, a, None, c, t)
         };
-        self.run(image, packed_weights, bias, groups, out, scratch, gemm)
+        let rows = 0..self.geo.out_height();
+        let out = OutputView::Contiguous(out);
+        self.run(
+            image,
+            packed_weights,
+            bias,
+            (groups, rows),
+            out,
+            scratch,
+            gemm,
+        )
     }
 
     /// [`forward_image`](Self::forward_image) with the AVX2+FMA kernel, for callers
@@ -490,7 +500,17 @@ impl FourierPlan {
         let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
             p.compute_avx2_fma(b, a, None, c, t)
         };
-        self.run(image, packed_weights, bias, groups, out, scratch, gemm)
+        let rows = 0..self.geo.out_height();
+        let out = OutputView::Contiguous(out);
+        self.run(
+            image,
+            packed_weights,
+            bias,
+            (groups, rows),
+            out,
+            scratch,
+            gemm,
+        )
     }
 
     /// [`forward_image`](Self::forward_image) with the AVX-512 kernel, for callers
@@ -517,7 +537,183 @@ impl FourierPlan {
         let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
             p.compute_avx512(b, a, None, c, t)
         };
-        self.run(image, packed_weights, bias, groups, out, scratch, gemm)
+        let rows = 0..self.geo.out_height();
+        let out = OutputView::Contiguous(out);
+        self.run(
+            image,
+            packed_weights,
+            bias,
+            (groups, rows),
+            out,
+            scratch,
+            gemm,
+        )
+    }
+
+    fn check_rows(
+        &self,
+        image: &[f32],
+        packed_weights: &[f32],
+        bias: Option<&[f32]>,
+        rows: &Range<usize>,
+        planes: &[&mut [f32]],
+        scratch: &[f32],
+    ) -> Result<(), Error> {
+        check_len(Buffer::Input, image.len(), self.input.image_input_len())?;
+        self.check_operands(packed_weights, bias)?;
+        let oh = self.geo.out_height();
+        if rows.start > rows.end || rows.end > oh {
+            return Err(Error::TileRange {
+                start: rows.start,
+                end: rows.end,
+                tiles: oh,
+            });
+        }
+        let count = self.geo.out_channels() * self.geo.nto();
+        check_len(Buffer::Output, planes.len(), count)?;
+        let row_len = rows.len() * self.geo.out_width();
+        for plane in planes {
+            check_len(Buffer::Output, plane.len(), row_len)?;
+        }
+        let need = self.scratch_len_checked()?;
+        if scratch.len() < need {
+            return Err(Error::BufferLength {
+                buffer: Buffer::Scratch,
+                expected: need,
+                found: scratch.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// One image `(C_in, nti, H, W)`, output rows `rows` of every output plane:
+    /// `planes[c]` holds rows `rows` of plane `c` of `(C_out*|G|, H', W')`
+    /// (`rows.len() * W'` values). The other way to split one image over threads:
+    /// each thread transforms only its rows' input, and the results are bitwise
+    /// those of [`forward`](Self::forward).
+    ///
+    /// # Errors
+    /// [`Error::BufferLength`] for a buffer of the wrong length (`planes` must hold
+    /// `C_out*|G|` slices) or `scratch` shorter than [`scratch_len`](Self::scratch_len);
+    /// [`Error::TileRange`] for rows outside `0..H'`; [`Error::KernelNotCompiled`] for
+    /// a kernel this build cannot call. Nothing is written on error.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_rows(
+        &self,
+        kernel: Kernel,
+        image: &[f32],
+        packed_weights: &[f32],
+        bias: Option<&[f32]>,
+        rows: Range<usize>,
+        planes: &mut [&mut [f32]],
+        scratch: &mut [f32],
+    ) -> Result<(), Error> {
+        self.check_rows(image, packed_weights, bias, &rows, planes, scratch)?;
+        if !kernel_compiled(kernel) {
+            return Err(Error::KernelNotCompiled {
+                kernel: kernel.name(),
+            });
+        }
+        let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
+            p.compute(kernel, b, a, None, c, t)
+        };
+        let groups = 0..self.channel_groups();
+        let first_pixel = rows.start * self.geo.out_width();
+        let out = OutputView::Planes {
+            planes,
+            first_pixel,
+        };
+        self.run(
+            image,
+            packed_weights,
+            bias,
+            (groups, rows),
+            out,
+            scratch,
+            gemm,
+        )
+    }
+
+    /// [`forward_rows`](Self::forward_rows) with the AVX2+FMA kernel, for callers that
+    /// detected the CPU features at run time.
+    ///
+    /// # Safety
+    /// Safe inside code compiled with `avx2` and `fma`; elsewhere the caller must make
+    /// sure the CPU has both (`is_x86_feature_detected!`).
+    ///
+    /// # Errors
+    /// As [`forward_rows`](Self::forward_rows).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    pub fn forward_rows_avx2_fma(
+        &self,
+        image: &[f32],
+        packed_weights: &[f32],
+        bias: Option<&[f32]>,
+        rows: Range<usize>,
+        planes: &mut [&mut [f32]],
+        scratch: &mut [f32],
+    ) -> Result<(), Error> {
+        self.check_rows(image, packed_weights, bias, &rows, planes, scratch)?;
+        let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
+            p.compute_avx2_fma(b, a, None, c, t)
+        };
+        let groups = 0..self.channel_groups();
+        let first_pixel = rows.start * self.geo.out_width();
+        let out = OutputView::Planes {
+            planes,
+            first_pixel,
+        };
+        self.run(
+            image,
+            packed_weights,
+            bias,
+            (groups, rows),
+            out,
+            scratch,
+            gemm,
+        )
+    }
+
+    /// [`forward_rows`](Self::forward_rows) with the AVX-512 kernel, for callers that
+    /// detected the CPU features at run time.
+    ///
+    /// # Safety
+    /// Safe inside code compiled with `avx512f`, `avx2` and `fma`; elsewhere the caller
+    /// must make sure the CPU has them (`is_x86_feature_detected!`).
+    ///
+    /// # Errors
+    /// As [`forward_rows`](Self::forward_rows).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub fn forward_rows_avx512(
+        &self,
+        image: &[f32],
+        packed_weights: &[f32],
+        bias: Option<&[f32]>,
+        rows: Range<usize>,
+        planes: &mut [&mut [f32]],
+        scratch: &mut [f32],
+    ) -> Result<(), Error> {
+        self.check_rows(image, packed_weights, bias, &rows, planes, scratch)?;
+        let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
+            p.compute_avx512(b, a, None, c, t)
+        };
+        let groups = 0..self.channel_groups();
+        let first_pixel = rows.start * self.geo.out_width();
+        let out = OutputView::Planes {
+            planes,
+            first_pixel,
+        };
+        self.run(
+            image,
+            packed_weights,
+            bias,
+            (groups, rows),
+            out,
+            scratch,
+            gemm,
+        )
     }
 
     /// One image, channel groups `groups`, buffers checked. `gemm(plan, B, A, C,
@@ -529,14 +725,16 @@ impl FourierPlan {
         image: &[f32],
         packed_weights: &[f32],
         bias: Option<&[f32]>,
-        groups: Range<usize>,
-        out: &mut [f32],
+        (groups, rows): (Range<usize>, Range<usize>),
+        mut out: OutputView<'_, '_>,
         scratch: &mut [f32],
         mut gemm: impl FnMut(&FastPlan, &[f32], &[f32], &mut [f32], Range<usize>) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let c_out = self.geo.out_channels();
         let channels = groups.start * CHANNEL_GROUP..(groups.end * CHANNEL_GROUP).min(c_out);
-        if channels.is_empty() || self.pixels() == 0 {
+        let ow = self.geo.out_width();
+        let pixels = rows.start * ow..rows.end * ow;
+        if channels.is_empty() || pixels.is_empty() {
             return Ok(());
         }
         let lens = self.block_lens()?;
@@ -547,9 +745,9 @@ impl FourierPlan {
         let c_buf = rest.get_mut(..c_total).ok_or(Error::SizeOverflow)?;
         let np_full = self.block_pixels();
         self.input.pack_input(image, padded)?;
-        let mut p0 = 0;
-        while p0 < self.pixels() {
-            let np = np_full.min(self.pixels() - p0);
+        let mut p0 = pixels.start;
+        while p0 < pixels.end {
+            let np = np_full.min(pixels.end - p0);
             let layout = BlockLayout::new(self.blocks, &lens, np, |b| {
                 self.block_rows(b) * b.dim * self.terms
             });
@@ -575,9 +773,10 @@ impl FourierPlan {
                 };
                 gemm(&plan, bm, am, cm, tiles)?;
             }
+            let at = (p0, np, &layout);
             match self.geo.nto() {
-                4 => self.synthesize::<4, C4>(c_buf, p0, np, &layout, bias, &channels, out),
-                _ => self.synthesize::<8, D4>(c_buf, p0, np, &layout, bias, &channels, out),
+                4 => self.synthesize::<4, C4>(c_buf, at, bias, &channels, &mut out),
+                _ => self.synthesize::<8, D4>(c_buf, at, bias, &channels, &mut out),
             }
             p0 += np;
         }
@@ -622,7 +821,17 @@ impl FourierPlan {
                     let at = y * phase_w + x;
                     let from: [usize; N] = core::array::from_fn(|k| src[k] + at);
                     let to: [usize; N] = core::array::from_fn(|j| dst[j] + t);
-                    butterfly_run(padded, &from, b_buf, &to, run, &Analysis::<S>(PhantomData));
+                    let mut streams = Offsets {
+                        out: &mut *b_buf,
+                        to,
+                    };
+                    butterfly_run(
+                        padded,
+                        &from,
+                        &mut streams,
+                        run,
+                        &Analysis::<S>(PhantomData),
+                    );
                     t += run;
                 }
             }
@@ -636,12 +845,10 @@ impl FourierPlan {
     fn synthesize<const N: usize, S: Spectrum<N>>(
         &self,
         c_buf: &[f32],
-        p0: usize,
-        np: usize,
-        layout: &BlockLayout,
+        (p0, np, layout): (usize, usize, &BlockLayout),
         bias: Option<&[f32]>,
         channels: &Range<usize>,
-        out: &mut [f32],
+        out: &mut OutputView<'_, '_>,
     ) {
         let plane = self.pixels();
         for o in channels.clone() {
@@ -654,8 +861,27 @@ impl FourierPlan {
                 layout.c_off[block] + (local * d + col) * layout.c_plane[block] + row * np
             });
             let b = bias.and_then(|b| b.get(o)).copied().unwrap_or(0.0);
-            let to: [usize; N] = core::array::from_fn(|g| (local * N + g) * plane + p0);
-            butterfly_run(c_buf, &src, out, &to, np, &Synthesis::<S>(b, PhantomData));
+            let f = Synthesis::<S>(b, PhantomData);
+            match out {
+                OutputView::Contiguous(out) => {
+                    let to: [usize; N] = core::array::from_fn(|g| (local * N + g) * plane + p0);
+                    let mut streams = Offsets { out, to };
+                    butterfly_run(c_buf, &src, &mut streams, np, &f);
+                }
+                OutputView::Planes {
+                    planes,
+                    first_pixel,
+                } => {
+                    let Some(planes) = planes.get_mut(o * N..(o + 1) * N) else {
+                        return; // ruled out by the callers' checks
+                    };
+                    let mut streams = PlaneList {
+                        planes,
+                        at: p0 - *first_pixel,
+                    };
+                    butterfly_run(c_buf, &src, &mut streams, np, &f);
+                }
+            }
         }
     }
 }
@@ -735,63 +961,130 @@ impl<const N: usize, S: Spectrum<N>> Butterfly<N> for Synthesis<S> {
     }
 }
 
-/// `output[to[j] + u] = f(input[from[k] + u] for all k)[j]` for `u in 0..len`, on
+/// Where [`butterfly_run`] writes its `N` output streams.
+trait Outputs<const N: usize> {
+    /// Pointers to the first value of every stream, if each holds `len` values from
+    /// there inside its slice; `None` otherwise.
+    fn streams(&mut self, len: usize) -> Option<[*mut f32; N]>;
+}
+
+/// Streams at offsets `to[j]` of one slice.
+struct Offsets<'a, const N: usize> {
+    out: &'a mut [f32],
+    to: [usize; N],
+}
+
+impl<const N: usize> Outputs<N> for Offsets<'_, N> {
+    #[inline(always)]
+    fn streams(&mut self, len: usize) -> Option<[*mut f32; N]> {
+        let fits = |&at: &usize| at.checked_add(len).is_some_and(|end| end <= self.out.len());
+        if !self.to.iter().all(fits) {
+            return None;
+        }
+        // One base pointer for every stream (they are offsets into one borrow).
+        let base = self.out.as_mut_ptr();
+        // `wrapping_add` stays in bounds here (checked above) and needs no `unsafe`.
+        Some(core::array::from_fn(|j| base.wrapping_add(self.to[j])))
+    }
+}
+
+/// Stream `j` at offset `at` of slice `planes[j]`.
+struct PlaneList<'a, 'b> {
+    planes: &'a mut [&'b mut [f32]],
+    at: usize,
+}
+
+impl<const N: usize> Outputs<N> for PlaneList<'_, '_> {
+    #[inline(always)]
+    fn streams(&mut self, len: usize) -> Option<[*mut f32; N]> {
+        let end = self.at.checked_add(len)?;
+        if self.planes.len() != N || self.planes.iter().any(|p| p.len() < end) {
+            return None;
+        }
+        let mut ptrs = [core::ptr::null_mut(); N];
+        for (ptr, plane) in ptrs.iter_mut().zip(self.planes.iter_mut()) {
+            *ptr = plane.as_mut_ptr().wrapping_add(self.at);
+        }
+        Some(ptrs)
+    }
+}
+
+/// Where [`FourierPlan`]'s synthesis writes: whole planes of a range of channels, one
+/// after the other; or rows `first_pixel / W' ..` of every plane, one slice per plane.
+enum OutputView<'a, 'b> {
+    Contiguous(&'a mut [f32]),
+    Planes {
+        planes: &'a mut [&'b mut [f32]],
+        first_pixel: usize,
+    },
+}
+
+/// `output stream j [u] = f(input[from[k] + u] for all k)[j]` for `u in 0..len`, on
 /// `LANES` values at a time: the transforms' one loop.
 ///
-/// The streams are checked once for the whole run; the vectors then run without
-/// per-access checks (with them the loop was several times slower: each check kept
-/// half a vector in memory). A run that is not a multiple of `LANES` ends with the
-/// vector that ends at `len`, overlapping the one before; a run shorter than `LANES`
-/// goes through checked copies. A stream that does not fit its slice (ruled out by
-/// the plan's lengths) leaves the run unwritten.
+/// The streams are checked once for the whole run ([`Outputs::streams`] and the
+/// input offsets); the vectors then run without per-access checks (with them the loop
+/// was several times slower: each check kept half a vector in memory). A run that is
+/// not a multiple of `LANES` ends with the vector that ends at `len`, overlapping the
+/// one before (the butterflies work pixel by pixel, so the overlap is recomputed
+/// identically); a shorter run is copied through a zero-padded vector. A stream that
+/// does not fit its slice (ruled out by the plan's lengths) leaves the run unwritten.
 #[inline(always)]
 fn butterfly_run<const N: usize>(
     input: &[f32],
     from: &[usize; N],
-    output: &mut [f32],
-    to: &[usize; N],
+    outputs: &mut impl Outputs<N>,
     len: usize,
     f: &impl Butterfly<N>,
 ) {
-    let fits =
-        |at: usize, slice_len: usize| at.checked_add(len).is_some_and(|end| end <= slice_len);
-    if !from.iter().all(|&s| fits(s, input.len())) || !to.iter().all(|&d| fits(d, output.len())) {
+    let fits = |&at: &usize| at.checked_add(len).is_some_and(|end| end <= input.len());
+    if !from.iter().all(fits) {
         return;
     }
-    let (src, dst) = (input.as_ptr(), output.as_mut_ptr());
+    let Some(dst) = outputs.streams(len) else {
+        return;
+    };
+    let src = input.as_ptr();
+    if len < LANES {
+        let mut z = [[0.0; LANES]; N];
+        for (zk, &s) in z.iter_mut().zip(from) {
+            zk[..len].copy_from_slice(&input[s..s + len]);
+        }
+        for (w, &d) in f.apply(&z).iter().zip(&dst) {
+            for (l, &v) in w.iter().take(len).enumerate() {
+                // SAFETY: `d` points at `len` writable values of its stream
+                // (`Outputs::streams` checked it) and `l < len`.
+                #[allow(unsafe_code)]
+                unsafe {
+                    d.add(l).write(v);
+                }
+            }
+        }
+        return;
+    }
     let mut u = 0;
-    while u < len && len >= LANES {
-        // A partial last vector is done as the whole vector ending at `len`: the
-        // transforms work pixel by pixel, so the overlap is recomputed identically.
+    while u < len {
         u = u.min(len - LANES);
-        // SAFETY: for every stream `from[k] + u + LANES <= from[k] + len <= input.len()`
-        // and `to[j] + u + LANES <= to[j] + len <= output.len()` (checked above, and
-        // `u + LANES <= len`), so each `LANES`-value read and write is inside its
-        // slice. Unaligned reads and writes of `[f32; LANES]` need no alignment beyond
-        // the pointer's; `input` and `output` are distinct borrows.
+        // SAFETY: for every stream `from[k] + u + LANES <= from[k] + len <=
+        // input.len()` (checked above, and `u + LANES <= len`), so each read of
+        // `LANES` values is inside `input`; unaligned reads of `[f32; LANES]` need no
+        // alignment beyond `f32`'s.
         #[allow(unsafe_code)]
         let z: [Lanes; N] = core::array::from_fn(|k| unsafe {
             src.add(from[k] + u).cast::<Lanes>().read_unaligned()
         });
         let v = f.apply(&z);
-        for (w, &d) in v.iter().zip(to) {
-            // SAFETY: as above.
+        for (w, &d) in v.iter().zip(&dst) {
+            // SAFETY: `d` points at `len` writable values of its stream, inside a
+            // slice `outputs` borrows mutably for this call (`Outputs::streams`
+            // checked it), and `u + LANES <= len`; `input` is a different borrow, so
+            // no write reaches it.
             #[allow(unsafe_code)]
             unsafe {
-                dst.add(d + u).cast::<Lanes>().write_unaligned(*w);
+                d.add(u).cast::<Lanes>().write_unaligned(*w);
             }
         }
         u += LANES;
-    }
-    if u < len {
-        let n = len - u;
-        let mut z = [[0.0; LANES]; N];
-        for (zk, &s) in z.iter_mut().zip(from) {
-            zk[..n].copy_from_slice(&input[s + u..s + len]);
-        }
-        for (w, &d) in f.apply(&z).iter().zip(to) {
-            output[d + u..d + len].copy_from_slice(&w[..n]);
-        }
     }
 }
 
@@ -897,34 +1190,64 @@ mod tests {
         let input = [1.0f32; 40];
         let mut output = [7.0f32; 40];
         let f = Analysis::<C4>(PhantomData);
-        butterfly_run(
-            &input,
-            &[0, 8, 16, 31],
-            &mut output,
-            &[0, 10, 20, 30],
-            10,
-            &f,
-        );
+        let mut out = Offsets {
+            out: &mut output,
+            to: [0, 10, 20, 30],
+        };
+        butterfly_run(&input, &[0, 8, 16, 31], &mut out, 10, &f);
         assert!(output.iter().all(|&v| v == 7.0));
-        butterfly_run(
-            &input,
-            &[0, 8, 16, 24],
-            &mut output,
-            &[0, 10, 20, 31],
-            10,
-            &f,
-        );
+        let mut out = Offsets {
+            out: &mut output,
+            to: [0, 10, 20, 31],
+        };
+        butterfly_run(&input, &[0, 8, 16, 24], &mut out, 10, &f);
         assert!(output.iter().all(|&v| v == 7.0));
         // In range: the four coefficients of constant ones are 4, 0, 0, 0.
+        let mut out = Offsets {
+            out: &mut output,
+            to: [0, 10, 20, 30],
+        };
+        butterfly_run(&input, &[0, 8, 16, 24], &mut out, 10, &f);
+        assert!(output[..10].iter().all(|&v| v == 4.0));
+        assert!(output[10..].iter().all(|&v| v == 0.0));
+        // A list of planes: one too short (or too few planes) writes nothing; runs
+        // shorter than a vector go through the short path.
+        let (mut p0, mut p1, mut p2, mut p3) =
+            ([7.0f32; 12], [7.0f32; 12], [7.0f32; 12], [7.0f32; 11]);
+        let mut planes: [&mut [f32]; 4] = [&mut p0, &mut p1, &mut p2, &mut p3];
         butterfly_run(
             &input,
             &[0, 8, 16, 24],
-            &mut output,
-            &[0, 10, 20, 30],
+            &mut PlaneList {
+                planes: &mut planes,
+                at: 2,
+            },
             10,
             &f,
         );
-        assert!(output[..10].iter().all(|&v| v == 4.0));
-        assert!(output[10..].iter().all(|&v| v == 0.0));
+        assert!(planes.iter().all(|p| p.iter().all(|&v| v == 7.0)));
+        butterfly_run(
+            &input,
+            &[0, 8, 16, 24],
+            &mut PlaneList {
+                planes: &mut planes[..3],
+                at: 1,
+            },
+            5,
+            &f,
+        );
+        assert!(planes.iter().all(|p| p.iter().all(|&v| v == 7.0)));
+        butterfly_run(
+            &input,
+            &[0, 8, 16, 24],
+            &mut PlaneList {
+                planes: &mut planes,
+                at: 1,
+            },
+            5,
+            &f,
+        );
+        assert_eq!(planes[0][..7], [7.0, 4.0, 4.0, 4.0, 4.0, 4.0, 7.0]);
+        assert_eq!(planes[3][..7], [7.0, 0.0, 0.0, 0.0, 0.0, 0.0, 7.0]);
     }
 }

@@ -465,10 +465,8 @@ fn bench_prints_one_parsable_line_for_every_pair() {
             assert!(line.min_ms > 0.0, "{what}");
             assert!(line.median_ms >= line.min_ms, "{what}");
             assert!(line.gflops > 0.0, "{what}");
-            // One image: the Fourier path splits by images only, so it runs on one
-            // thread; the fast and direct paths split one image too.
-            let used = if line.path == fourier { "1" } else { threads };
-            assert_eq!(line.threads.to_string(), used, "{what}");
+            // Every path splits one image over the threads.
+            assert_eq!(line.threads.to_string(), threads, "{what}");
             // auto is the fast or the Fourier path for K <= 11; direct keeps no scratch.
             if path == "direct" {
                 assert_eq!(line.path, "direct", "{what}");

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use gconv_core::Error;
 use gconv_core::fast::Kernel;
-use gconv_core::fourier::FourierPlan;
+use gconv_core::fourier::{FourierPlan, ImagePart};
 
 use crate::fast::{cpu_has, with_scratch};
 
@@ -48,40 +48,29 @@ pub fn forward(
         geo.input_len() / geo.batch(),
         geo.output_len() / geo.batch(),
     );
-    let groups = 0..plan.channel_groups();
     for (image, out) in input
         .chunks_exact(in_len)
         .zip(output.chunks_exact_mut(out_len))
     {
-        forward_image(
-            plan,
-            kernel,
-            image,
-            packed_weights,
-            bias,
-            groups.clone(),
-            out,
-            scratch,
-        )?;
+        let part = ImagePart::all(plan, out);
+        forward_image(plan, kernel, image, packed_weights, bias, part, scratch)?;
     }
     Ok(())
 }
 
-/// [`FourierPlan::forward_image`] (one image, a range of channel groups) with any
-/// kernel this CPU has.
+/// [`FourierPlan::forward_image`] (one image, the part of its output `part` names)
+/// with any kernel this CPU has.
 ///
 /// # Errors
 /// Those of [`FourierPlan::forward_image`]; [`Error::KernelNotCompiled`] when the CPU
-/// lacks `kernel`'s features. Nothing is written to `out` on error.
-#[allow(clippy::too_many_arguments)]
+/// lacks `kernel`'s features. Nothing is written on error.
 pub fn forward_image(
     plan: &FourierPlan,
     kernel: Kernel,
     image: &[f32],
     packed_weights: &[f32],
     bias: Option<&[f32]>,
-    groups: Range<usize>,
-    out: &mut [f32],
+    part: ImagePart<'_, '_>,
     scratch: &mut [f32],
 ) -> Result<(), Error> {
     if !cpu_has(kernel) {
@@ -95,61 +84,16 @@ pub fn forward_image(
             // SAFETY: `forward_image_avx512` is safe Rust compiled with `avx512f`,
             // `avx2` and `fma`; its one requirement is that the CPU has them, which
             // `cpu_has` has just confirmed.
-            unsafe { plan.forward_image_avx512(image, packed_weights, bias, groups, out, scratch) }
+            unsafe { plan.forward_image_avx512(image, packed_weights, bias, part, scratch) }
         }
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2Fma => {
             // SAFETY: `forward_image_avx2_fma` is safe Rust compiled with `avx2` and
             // `fma`; its one requirement is that the CPU has both, which `cpu_has` has
             // just confirmed.
-            unsafe {
-                plan.forward_image_avx2_fma(image, packed_weights, bias, groups, out, scratch)
-            }
+            unsafe { plan.forward_image_avx2_fma(image, packed_weights, bias, part, scratch) }
         }
-        _ => plan.forward_image(kernel, image, packed_weights, bias, groups, out, scratch),
-    }
-}
-
-/// [`FourierPlan::forward_rows`] (one image, a range of output rows of every plane)
-/// with any kernel this CPU has.
-///
-/// # Errors
-/// Those of [`FourierPlan::forward_rows`]; [`Error::KernelNotCompiled`] when the CPU
-/// lacks `kernel`'s features. Nothing is written on error.
-#[allow(clippy::too_many_arguments)]
-pub fn forward_rows(
-    plan: &FourierPlan,
-    kernel: Kernel,
-    image: &[f32],
-    packed_weights: &[f32],
-    bias: Option<&[f32]>,
-    rows: Range<usize>,
-    planes: &mut [&mut [f32]],
-    scratch: &mut [f32],
-) -> Result<(), Error> {
-    if !cpu_has(kernel) {
-        return Err(Error::KernelNotCompiled {
-            kernel: kernel.name(),
-        });
-    }
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => {
-            // SAFETY: `forward_rows_avx512` is safe Rust compiled with `avx512f`,
-            // `avx2` and `fma`; its one requirement is that the CPU has them, which
-            // `cpu_has` has just confirmed.
-            unsafe { plan.forward_rows_avx512(image, packed_weights, bias, rows, planes, scratch) }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2Fma => {
-            // SAFETY: `forward_rows_avx2_fma` is safe Rust compiled with `avx2` and
-            // `fma`; its one requirement is that the CPU has both, which `cpu_has` has
-            // just confirmed.
-            unsafe {
-                plan.forward_rows_avx2_fma(image, packed_weights, bias, rows, planes, scratch)
-            }
-        }
-        _ => plan.forward_rows(kernel, image, packed_weights, bias, rows, planes, scratch),
+        _ => plan.forward_image(kernel, image, packed_weights, bias, part, scratch),
     }
 }
 
@@ -248,17 +192,12 @@ pub fn forward_par(
             .par_iter()
             .zip(lists.into_par_iter())
             .try_for_each(|(r, mut planes)| {
+                let part = ImagePart::Rows {
+                    rows: r.clone(),
+                    planes: &mut planes,
+                };
                 with_scratch(scratch_len, |scratch| {
-                    forward_rows(
-                        plan,
-                        kernel,
-                        image,
-                        packed_weights,
-                        bias,
-                        r.clone(),
-                        &mut planes,
-                        scratch,
-                    )
+                    forward_image(plan, kernel, image, packed_weights, bias, part, scratch)
                 })
             })?;
     }
@@ -365,8 +304,8 @@ mod tests {
                     let tol = 4.0 * (terms + 3.0 * order) * f32::EPSILON * order * terms;
                     assert!((a - b).abs() <= tol, "{pair:?} {kernel:?}: {a} vs {b}");
                 }
-                // Rows 0..2 and 2..H' of every plane (the unsafe calls of the row
-                // entry points): the same bits.
+                // Rows 0..2 and 2..H' of every plane (`ImagePart::Rows` through the
+                // unsafe calls): the same bits.
                 let (oh, ow) = (geo.out_height(), geo.out_width());
                 let mut rows_out = vec![f32::NAN; out.len()];
                 for rows in [0..2, 2..oh] {
@@ -374,18 +313,12 @@ mod tests {
                         .chunks_exact_mut(oh * ow)
                         .map(|p| &mut p[rows.start * ow..rows.end * ow])
                         .collect();
-                    let image = x.data();
-                    forward_rows(
-                        &plan,
-                        kernel,
-                        image,
-                        &packed,
-                        None,
+                    let part = ImagePart::Rows {
                         rows,
-                        &mut planes,
-                        &mut scratch,
-                    )
-                    .unwrap();
+                        planes: &mut planes,
+                    };
+                    forward_image(&plan, kernel, x.data(), &packed, None, part, &mut scratch)
+                        .unwrap();
                 }
                 assert!(
                     out.iter()

@@ -28,7 +28,7 @@ mod common;
 
 use common::{oracle, random_vec, rng};
 use gconv_core::fast::{Kernel, MAX_KERNEL};
-use gconv_core::fourier::FourierPlan;
+use gconv_core::fourier::{FourierPlan, ImagePart};
 use gconv_core::group::tables::table_entry;
 use gconv_core::{C4, ConvGeometry, ConvShape, D4, Domain, Error, Group, Padding};
 use gconv_std::reference::{RefGroup, RefOutput};
@@ -400,15 +400,11 @@ fn fourier_errors_leave_the_output_untouched() {
     ] {
         let mut out = vec![7.0f32; out_len];
         let mut scratch = vec![0.0; scratch_len];
-        let res = plan.forward_image(
-            kernel,
-            image,
-            &packed,
-            Some(&b),
-            range.clone(),
-            &mut out,
-            &mut scratch,
-        );
+        let part = ImagePart::Channels {
+            groups: range.clone(),
+            out: &mut out,
+        };
+        let res = plan.forward_image(kernel, image, &packed, Some(&b), part, &mut scratch);
         assert!(res.is_err(), "{range:?}");
         assert!(
             out.iter().all(|&v| v == 7.0),
@@ -418,22 +414,19 @@ fn fourier_errors_leave_the_output_untouched() {
     // The groups' outputs, side by side, are the whole image's bits.
     let mut whole = vec![0.0f32; 5 * per_channel];
     let mut scratch = vec![0.0; scratch_len];
-    plan.forward_image(
-        kernel,
-        image,
-        &packed,
-        Some(&b),
-        0..2,
-        &mut whole,
-        &mut scratch,
-    )
-    .unwrap();
+    let part = ImagePart::Channels {
+        groups: 0..2,
+        out: &mut whole,
+    };
+    plan.forward_image(kernel, image, &packed, Some(&b), part, &mut scratch)
+        .unwrap();
     let mut split = vec![0.0f32; 5 * per_channel];
     let (first, second) = split.split_at_mut(4 * per_channel);
-    plan.forward_image(kernel, image, &packed, Some(&b), 0..1, first, &mut scratch)
-        .unwrap();
-    plan.forward_image(kernel, image, &packed, Some(&b), 1..2, second, &mut scratch)
-        .unwrap();
+    for (groups, out) in [(0..1, first), (1..2, second)] {
+        let part = ImagePart::Channels { groups, out };
+        plan.forward_image(kernel, image, &packed, Some(&b), part, &mut scratch)
+            .unwrap();
+    }
     assert!(
         whole
             .iter()
@@ -585,7 +578,7 @@ fn layer_fourier_path_uses_new_weights_and_reports_errors() {
     assert_eq!(big.path_name(&big_shape).unwrap(), "direct");
 }
 
-/// `forward_rows`: rows of every plane, any split of the rows, give the bits of the
+/// `ImagePart::Rows`: rows of every plane, any split of the rows, give the bits of the
 /// whole image; bad rows, plane counts or plane lengths are errors that write nothing.
 #[test]
 fn fourier_rows_split_is_bitwise_the_whole_image() {
@@ -626,14 +619,17 @@ fn fourier_rows_split_is_bitwise_the_whole_image() {
                 .chunks_exact_mut(oh * ow)
                 .map(|p| &mut p[rows.start * ow..rows.end * ow])
                 .collect();
-            gconv_std::fourier::forward_rows(
+            let part = ImagePart::Rows {
+                rows,
+                planes: &mut list,
+            };
+            gconv_std::fourier::forward_image(
                 &plan,
                 kernel,
                 &x,
                 &packed,
                 Some(&b),
-                rows,
-                &mut list,
+                part,
                 &mut scratch,
             )
             .unwrap();
@@ -652,33 +648,39 @@ fn fourier_rows_split_is_bitwise_the_whole_image() {
         .chunks_exact_mut(oh * ow)
         .map(|p| &mut p[..2 * ow])
         .collect();
-    let res = plan.forward_rows(
+    let res = plan.forward_image(
         Kernel::Portable,
         &x,
         &packed,
         Some(&b),
-        10..12,
-        &mut list,
+        ImagePart::Rows {
+            rows: 10..12,
+            planes: &mut list,
+        },
         &mut scratch,
     );
     assert!(matches!(res, Err(Error::TileRange { .. })), "{res:?}");
-    let res = plan.forward_rows(
+    let res = plan.forward_image(
         Kernel::Portable,
         &x,
         &packed,
         Some(&b),
-        0..2,
-        &mut list[..planes - 1],
+        ImagePart::Rows {
+            rows: 0..2,
+            planes: &mut list[..planes - 1],
+        },
         &mut scratch,
     );
     assert!(matches!(res, Err(Error::BufferLength { .. })), "{res:?}");
-    let res = plan.forward_rows(
+    let res = plan.forward_image(
         Kernel::Portable,
         &x,
         &packed,
         Some(&b),
-        0..3,
-        &mut list,
+        ImagePart::Rows {
+            rows: 0..3,
+            planes: &mut list,
+        },
         &mut scratch,
     );
     assert!(matches!(res, Err(Error::BufferLength { .. })), "{res:?}");

@@ -350,33 +350,46 @@ impl FourierPlan {
         self.geo.out_channels().div_ceil(CHANNEL_GROUP)
     }
 
-    /// Output values of channel groups `groups` of one image.
-    fn group_output_len(&self, groups: &Range<usize>) -> usize {
-        let c_out = self.geo.out_channels();
-        let channels = (groups.end * CHANNEL_GROUP).min(c_out) - groups.start * CHANNEL_GROUP;
-        channels * self.geo.nto() * self.pixels()
-    }
-
-    fn check_image(
+    fn check_part(
         &self,
         image: &[f32],
         packed_weights: &[f32],
         bias: Option<&[f32]>,
-        groups: &Range<usize>,
-        out: &[f32],
+        part: &ImagePart<'_, '_>,
         scratch: &[f32],
     ) -> Result<(), Error> {
         check_len(Buffer::Input, image.len(), self.input.image_input_len())?;
         self.check_operands(packed_weights, bias)?;
-        let all = self.channel_groups();
-        if groups.start > groups.end || groups.end > all {
-            return Err(Error::TileRange {
-                start: groups.start,
-                end: groups.end,
-                tiles: all,
-            });
+        let plane = self.pixels();
+        let range_error = |r: &Range<usize>, all: usize| {
+            if r.start > r.end || r.end > all {
+                Err(Error::TileRange {
+                    start: r.start,
+                    end: r.end,
+                    tiles: all,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match part {
+            ImagePart::Channels { groups, out } => {
+                range_error(groups, self.channel_groups())?;
+                let c_out = self.geo.out_channels();
+                let channels = (groups.end * CHANNEL_GROUP).min(c_out)
+                    - (groups.start * CHANNEL_GROUP).min(c_out);
+                check_len(Buffer::Output, out.len(), channels * self.geo.nto() * plane)?;
+            }
+            ImagePart::Rows { rows, planes } => {
+                range_error(rows, self.geo.out_height())?;
+                let count = self.geo.out_channels() * self.geo.nto();
+                check_len(Buffer::Output, planes.len(), count)?;
+                let row_len = rows.len() * self.geo.out_width();
+                for p in planes.iter() {
+                    check_len(Buffer::Output, p.len(), row_len)?;
+                }
+            }
         }
-        check_len(Buffer::Output, out.len(), self.group_output_len(groups))?;
         let need = self.scratch_len_checked()?;
         if scratch.len() < need {
             return Err(Error::BufferLength {
@@ -407,54 +420,49 @@ impl FourierPlan {
         scratch: &mut [f32],
     ) -> Result<(), Error> {
         self.input.check_batch(input, output)?;
+        self.check_operands(packed_weights, bias)?;
         let (in_len, out_len) = (self.input.image_input_len(), self.input.image_output_len());
         if self.geo.batch() == 0 {
-            return self.check_operands(packed_weights, bias);
+            return Ok(());
         }
-        let groups = 0..self.channel_groups();
-        let first = input.get(..in_len).unwrap_or(&[]);
-        let first_out = output.get(..out_len).unwrap_or(&[]);
-        self.check_image(first, packed_weights, bias, &groups, first_out, scratch)?;
+        if !kernel_compiled(kernel) {
+            return Err(Error::KernelNotCompiled {
+                kernel: kernel.name(),
+            });
+        }
         for (image, out) in input
             .chunks_exact(in_len)
             .zip(output.chunks_exact_mut(out_len))
         {
-            self.forward_image(
-                kernel,
-                image,
-                packed_weights,
-                bias,
-                groups.clone(),
-                out,
-                scratch,
-            )?;
+            let part = ImagePart::all(self, out);
+            self.forward_image(kernel, image, packed_weights, bias, part, scratch)?;
         }
         Ok(())
     }
 
-    /// One image `(C_in, nti, H, W)`, output G-channels of the channel groups `groups`
-    /// only (group `g` is channels `4g .. 4g + 4`), into `out`
-    /// `(channels, |G|, H', W')`: the unit a caller splits a single image by over
-    /// threads. Each group's result is bitwise the same as in
-    /// [`forward`](Self::forward) (every GEMM tile sums in the same order).
+    /// One image `(C_in, nti, H, W)`, the part of its output that `part` names,
+    /// written where `part` says ([`ImagePart`]): the unit a caller splits a single
+    /// image by over threads. Each part is bitwise what [`forward`](Self::forward)
+    /// computes there (every GEMM tile and every transformed pixel is computed by the
+    /// same code in the same order).
     ///
     /// # Errors
-    /// [`Error::BufferLength`] for a buffer of the wrong length or `scratch` shorter
-    /// than [`scratch_len`](Self::scratch_len); [`Error::TileRange`] for groups
-    /// outside `0..channel_groups()`; [`Error::KernelNotCompiled`] for a kernel this
-    /// build cannot call. Nothing is written to `out` on error.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Error::BufferLength`] for a buffer of the wrong length (for
+    /// [`ImagePart::Rows`], `C_out*|G|` slices of `rows.len() * W'` values) or
+    /// `scratch` shorter than [`scratch_len`](Self::scratch_len); [`Error::TileRange`]
+    /// for groups outside `0..channel_groups()` or rows outside `0..H'`;
+    /// [`Error::KernelNotCompiled`] for a kernel this build cannot call. Nothing is
+    /// written on error.
     pub fn forward_image(
         &self,
         kernel: Kernel,
         image: &[f32],
         packed_weights: &[f32],
         bias: Option<&[f32]>,
-        groups: Range<usize>,
-        out: &mut [f32],
+        part: ImagePart<'_, '_>,
         scratch: &mut [f32],
     ) -> Result<(), Error> {
-        self.check_image(image, packed_weights, bias, &groups, out, scratch)?;
+        self.check_part(image, packed_weights, bias, &part, scratch)?;
         if !kernel_compiled(kernel) {
             return Err(Error::KernelNotCompiled {
                 kernel: kernel.name(),
@@ -463,17 +471,7 @@ impl FourierPlan {
         let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
             p.compute(kernel, b, a, None, c, t)
         };
-        let rows = 0..self.geo.out_height();
-        let out = OutputView::Contiguous(out);
-        self.run(
-            image,
-            packed_weights,
-            bias,
-            (groups, rows),
-            out,
-            scratch,
-            gemm,
-        )
+        self.run(image, packed_weights, bias, part, scratch, gemm)
     }
 
     /// [`forward_image`](Self::forward_image) with the AVX2+FMA kernel, for callers
@@ -492,25 +490,14 @@ impl FourierPlan {
         image: &[f32],
         packed_weights: &[f32],
         bias: Option<&[f32]>,
-        groups: Range<usize>,
-        out: &mut [f32],
+        part: ImagePart<'_, '_>,
         scratch: &mut [f32],
     ) -> Result<(), Error> {
-        self.check_image(image, packed_weights, bias, &groups, out, scratch)?;
+        self.check_part(image, packed_weights, bias, &part, scratch)?;
         let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
             p.compute_avx2_fma(b, a, None, c, t)
         };
-        let rows = 0..self.geo.out_height();
-        let out = OutputView::Contiguous(out);
-        self.run(
-            image,
-            packed_weights,
-            bias,
-            (groups, rows),
-            out,
-            scratch,
-            gemm,
-        )
+        self.run(image, packed_weights, bias, part, scratch, gemm)
     }
 
     /// [`forward_image`](Self::forward_image) with the AVX-512 kernel, for callers
@@ -529,210 +516,40 @@ impl FourierPlan {
         image: &[f32],
         packed_weights: &[f32],
         bias: Option<&[f32]>,
-        groups: Range<usize>,
-        out: &mut [f32],
+        part: ImagePart<'_, '_>,
         scratch: &mut [f32],
     ) -> Result<(), Error> {
-        self.check_image(image, packed_weights, bias, &groups, out, scratch)?;
+        self.check_part(image, packed_weights, bias, &part, scratch)?;
         let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
             p.compute_avx512(b, a, None, c, t)
         };
-        let rows = 0..self.geo.out_height();
-        let out = OutputView::Contiguous(out);
-        self.run(
-            image,
-            packed_weights,
-            bias,
-            (groups, rows),
-            out,
-            scratch,
-            gemm,
-        )
+        self.run(image, packed_weights, bias, part, scratch, gemm)
     }
 
-    fn check_rows(
-        &self,
-        image: &[f32],
-        packed_weights: &[f32],
-        bias: Option<&[f32]>,
-        rows: &Range<usize>,
-        planes: &[&mut [f32]],
-        scratch: &[f32],
-    ) -> Result<(), Error> {
-        check_len(Buffer::Input, image.len(), self.input.image_input_len())?;
-        self.check_operands(packed_weights, bias)?;
-        let oh = self.geo.out_height();
-        if rows.start > rows.end || rows.end > oh {
-            return Err(Error::TileRange {
-                start: rows.start,
-                end: rows.end,
-                tiles: oh,
-            });
-        }
-        let count = self.geo.out_channels() * self.geo.nto();
-        check_len(Buffer::Output, planes.len(), count)?;
-        let row_len = rows.len() * self.geo.out_width();
-        for plane in planes {
-            check_len(Buffer::Output, plane.len(), row_len)?;
-        }
-        let need = self.scratch_len_checked()?;
-        if scratch.len() < need {
-            return Err(Error::BufferLength {
-                buffer: Buffer::Scratch,
-                expected: need,
-                found: scratch.len(),
-            });
-        }
-        Ok(())
-    }
-
-    /// One image `(C_in, nti, H, W)`, output rows `rows` of every output plane:
-    /// `planes[c]` holds rows `rows` of plane `c` of `(C_out*|G|, H', W')`
-    /// (`rows.len() * W'` values). The other way to split one image over threads:
-    /// each thread transforms only its rows' input, and the results are bitwise
-    /// those of [`forward`](Self::forward).
-    ///
-    /// # Errors
-    /// [`Error::BufferLength`] for a buffer of the wrong length (`planes` must hold
-    /// `C_out*|G|` slices) or `scratch` shorter than [`scratch_len`](Self::scratch_len);
-    /// [`Error::TileRange`] for rows outside `0..H'`; [`Error::KernelNotCompiled`] for
-    /// a kernel this build cannot call. Nothing is written on error.
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward_rows(
-        &self,
-        kernel: Kernel,
-        image: &[f32],
-        packed_weights: &[f32],
-        bias: Option<&[f32]>,
-        rows: Range<usize>,
-        planes: &mut [&mut [f32]],
-        scratch: &mut [f32],
-    ) -> Result<(), Error> {
-        self.check_rows(image, packed_weights, bias, &rows, planes, scratch)?;
-        if !kernel_compiled(kernel) {
-            return Err(Error::KernelNotCompiled {
-                kernel: kernel.name(),
-            });
-        }
-        let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
-            p.compute(kernel, b, a, None, c, t)
-        };
-        let groups = 0..self.channel_groups();
-        let first_pixel = rows.start * self.geo.out_width();
-        let out = OutputView::Planes {
-            planes,
-            first_pixel,
-        };
-        self.run(
-            image,
-            packed_weights,
-            bias,
-            (groups, rows),
-            out,
-            scratch,
-            gemm,
-        )
-    }
-
-    /// [`forward_rows`](Self::forward_rows) with the AVX2+FMA kernel, for callers that
-    /// detected the CPU features at run time.
-    ///
-    /// # Safety
-    /// Safe inside code compiled with `avx2` and `fma`; elsewhere the caller must make
-    /// sure the CPU has both (`is_x86_feature_detected!`).
-    ///
-    /// # Errors
-    /// As [`forward_rows`](Self::forward_rows).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    pub fn forward_rows_avx2_fma(
-        &self,
-        image: &[f32],
-        packed_weights: &[f32],
-        bias: Option<&[f32]>,
-        rows: Range<usize>,
-        planes: &mut [&mut [f32]],
-        scratch: &mut [f32],
-    ) -> Result<(), Error> {
-        self.check_rows(image, packed_weights, bias, &rows, planes, scratch)?;
-        let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
-            p.compute_avx2_fma(b, a, None, c, t)
-        };
-        let groups = 0..self.channel_groups();
-        let first_pixel = rows.start * self.geo.out_width();
-        let out = OutputView::Planes {
-            planes,
-            first_pixel,
-        };
-        self.run(
-            image,
-            packed_weights,
-            bias,
-            (groups, rows),
-            out,
-            scratch,
-            gemm,
-        )
-    }
-
-    /// [`forward_rows`](Self::forward_rows) with the AVX-512 kernel, for callers that
-    /// detected the CPU features at run time.
-    ///
-    /// # Safety
-    /// Safe inside code compiled with `avx512f`, `avx2` and `fma`; elsewhere the caller
-    /// must make sure the CPU has them (`is_x86_feature_detected!`).
-    ///
-    /// # Errors
-    /// As [`forward_rows`](Self::forward_rows).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub fn forward_rows_avx512(
-        &self,
-        image: &[f32],
-        packed_weights: &[f32],
-        bias: Option<&[f32]>,
-        rows: Range<usize>,
-        planes: &mut [&mut [f32]],
-        scratch: &mut [f32],
-    ) -> Result<(), Error> {
-        self.check_rows(image, packed_weights, bias, &rows, planes, scratch)?;
-        let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
-            p.compute_avx512(b, a, None, c, t)
-        };
-        let groups = 0..self.channel_groups();
-        let first_pixel = rows.start * self.geo.out_width();
-        let out = OutputView::Planes {
-            planes,
-            first_pixel,
-        };
-        self.run(
-            image,
-            packed_weights,
-            bias,
-            (groups, rows),
-            out,
-            scratch,
-            gemm,
-        )
-    }
-
-    /// One image, channel groups `groups`, buffers checked. `gemm(plan, B, A, C,
-    /// tiles)` runs tiles `tiles` of one block's GEMM into `C`.
+    /// One image, the part `part` of its output, buffers checked. `gemm(plan, B, A,
+    /// C, tiles)` runs tiles `tiles` of one block's GEMM into `C`.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         image: &[f32],
         packed_weights: &[f32],
         bias: Option<&[f32]>,
-        (groups, rows): (Range<usize>, Range<usize>),
-        mut out: OutputView<'_, '_>,
+        mut part: ImagePart<'_, '_>,
         scratch: &mut [f32],
         mut gemm: impl FnMut(&FastPlan, &[f32], &[f32], &mut [f32], Range<usize>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let c_out = self.geo.out_channels();
-        let channels = groups.start * CHANNEL_GROUP..(groups.end * CHANNEL_GROUP).min(c_out);
-        let ow = self.geo.out_width();
+        let (c_out, oh, ow) = (
+            self.geo.out_channels(),
+            self.geo.out_height(),
+            self.geo.out_width(),
+        );
+        let (channels, rows) = match &part {
+            ImagePart::Channels { groups, .. } => (
+                (groups.start * CHANNEL_GROUP).min(c_out)..(groups.end * CHANNEL_GROUP).min(c_out),
+                0..oh,
+            ),
+            ImagePart::Rows { rows, .. } => (0..c_out, rows.clone()),
+        };
         let pixels = rows.start * ow..rows.end * ow;
         if channels.is_empty() || pixels.is_empty() {
             return Ok(());
@@ -775,8 +592,8 @@ impl FourierPlan {
             }
             let at = (p0, np, &layout);
             match self.geo.nto() {
-                4 => self.synthesize::<4, C4>(c_buf, at, bias, &channels, &mut out),
-                _ => self.synthesize::<8, D4>(c_buf, at, bias, &channels, &mut out),
+                4 => self.synthesize::<4, C4>(c_buf, at, bias, &channels, &mut part),
+                _ => self.synthesize::<8, D4>(c_buf, at, bias, &channels, &mut part),
             }
             p0 += np;
         }
@@ -848,7 +665,7 @@ impl FourierPlan {
         (p0, np, layout): (usize, usize, &BlockLayout),
         bias: Option<&[f32]>,
         channels: &Range<usize>,
-        out: &mut OutputView<'_, '_>,
+        out: &mut ImagePart<'_, '_>,
     ) {
         let plane = self.pixels();
         for o in channels.clone() {
@@ -863,22 +680,17 @@ impl FourierPlan {
             let b = bias.and_then(|b| b.get(o)).copied().unwrap_or(0.0);
             let f = Synthesis::<S>(b, PhantomData);
             match out {
-                OutputView::Contiguous(out) => {
+                ImagePart::Channels { out, .. } => {
                     let to: [usize; N] = core::array::from_fn(|g| (local * N + g) * plane + p0);
                     let mut streams = Offsets { out, to };
                     butterfly_run(c_buf, &src, &mut streams, np, &f);
                 }
-                OutputView::Planes {
-                    planes,
-                    first_pixel,
-                } => {
+                ImagePart::Rows { rows, planes } => {
                     let Some(planes) = planes.get_mut(o * N..(o + 1) * N) else {
-                        return; // ruled out by the callers' checks
+                        return; // ruled out by `check_part`
                     };
-                    let mut streams = PlaneList {
-                        planes,
-                        at: p0 - *first_pixel,
-                    };
+                    let at = p0 - rows.start * self.geo.out_width();
+                    let mut streams = PlaneList { planes, at };
                     butterfly_run(c_buf, &src, &mut streams, np, &f);
                 }
             }
@@ -1009,14 +821,37 @@ impl<const N: usize> Outputs<N> for PlaneList<'_, '_> {
     }
 }
 
-/// Where [`FourierPlan`]'s synthesis writes: whole planes of a range of channels, one
-/// after the other; or rows `first_pixel / W' ..` of every plane, one slice per plane.
-enum OutputView<'a, 'b> {
-    Contiguous(&'a mut [f32]),
-    Planes {
-        planes: &'a mut [&'b mut [f32]],
-        first_pixel: usize,
+/// A part of one image's output, and where [`FourierPlan::forward_image`] writes it.
+/// Parts of either kind split one image over threads.
+#[derive(Debug)]
+pub enum ImagePart<'a, 'b> {
+    /// The output G-channels of channel groups `groups` (group `g` is channels
+    /// `CHANNEL_GROUP*g ..`, the last one possibly shorter), all rows, into `out`
+    /// `(channels, |G|, H', W')`.
+    Channels {
+        /// Channel groups, inside `0..channel_groups()`.
+        groups: Range<usize>,
+        /// Their planes, one after the other.
+        out: &'a mut [f32],
     },
+    /// Output rows `rows` of every output plane: `planes[c]` holds rows `rows` of
+    /// plane `c` of `(C_out*|G|, H', W')` (`rows.len() * W'` values).
+    Rows {
+        /// Rows, inside `0..H'`.
+        rows: Range<usize>,
+        /// One slice per output plane, `C_out*|G|` of them.
+        planes: &'a mut [&'b mut [f32]],
+    },
+}
+
+impl<'a> ImagePart<'a, '_> {
+    /// The whole output of one image, `(C_out, |G|, H', W')`, in `out`.
+    pub fn all(plan: &FourierPlan, out: &'a mut [f32]) -> Self {
+        ImagePart::Channels {
+            groups: 0..plan.channel_groups(),
+            out,
+        }
+    }
 }
 
 /// `output stream j [u] = f(input[from[k] + u] for all k)[j]` for `u in 0..len`, on

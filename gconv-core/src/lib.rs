@@ -57,3 +57,15 @@ mod simd;
 pub use error::{Buffer, Dim, Error};
 pub use group::{C4, D4, Group};
 pub use shape::{ConvGeometry, ConvShape, Domain, Padding};
+
+/// Data for the unit tests of the fast and Fourier paths.
+#[cfg(test)]
+mod test_data {
+    /// Small deterministic pseudo-random values in [-1, 1).
+    pub(crate) fn fill(buf: &mut [f32], mut seed: u32) {
+        for v in buf {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *v = (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0;
+        }
+    }
+}

@@ -26,31 +26,13 @@
 
 mod common;
 
-use common::{oracle, random_vec, rng};
+use common::{foundation_grid, oracle, random_vec, rng};
 use gconv_core::fast::{Kernel, MAX_KERNEL};
 use gconv_core::fourier::{FourierPlan, ImagePart};
 use gconv_core::group::tables::table_entry;
 use gconv_core::{C4, ConvGeometry, ConvShape, D4, Domain, Error, Group, Padding};
 use gconv_std::reference::{RefGroup, RefOutput};
-use rand::RngExt;
 use rand::rngs::StdRng;
-
-const KERNELS: [usize; 6] = [1, 2, 3, 4, 5, 7];
-const SIZES: [(usize, usize); 5] = [(7, 8), (8, 7), (9, 9), (8, 8), (11, 10)];
-
-fn paddings() -> [Padding; 4] {
-    [
-        Padding::Valid,
-        Padding::Same,
-        Padding::symmetric(1),
-        Padding::Explicit {
-            top: 1,
-            bottom: 2,
-            left: 0,
-            right: 3,
-        },
-    ]
-}
 
 /// Orbits of (plane, tap) pairs under `k . (h, p) = entry(k^-1, h, p)`, each as its
 /// distinct members, with the stabilizer size. Written from the index table only.
@@ -207,32 +189,15 @@ fn grid<G: Group>(group: RefGroup, domain: Domain, seed: u64) -> usize {
     let mut rng = rng(seed);
     let mut compared = 0;
     let mut worst: f64 = 0.0;
-    let mut case = 0usize;
-    for k in KERNELS {
-        for stride in 1..=3 {
-            for padding in paddings() {
-                case += 1;
-                let (height, width) = SIZES[case % SIZES.len()];
-                let shape = ConvShape {
-                    batch: 2,
-                    in_channels: rng.random_range(1..=3),
-                    out_channels: rng.random_range(1..=3),
-                    height,
-                    width,
-                    kernel: k,
-                    stride,
-                    padding,
-                };
-                match shape.geometry::<G>(domain) {
-                    Ok(_) => {}
-                    Err(Error::SameNeedsOddKernel { .. }) => continue,
-                    Err(e) => panic!("{shape:?}: {e}"),
-                }
-                let w = check_case::<G>(group, domain, &shape, &mut rng, case.is_multiple_of(2));
-                worst = worst.max(w);
-                compared += 1;
-            }
+    for (case, shape) in foundation_grid(&mut rng) {
+        match shape.geometry::<G>(domain) {
+            Ok(_) => {}
+            Err(Error::SameNeedsOddKernel { .. }) => continue,
+            Err(e) => panic!("{shape:?}: {e}"),
         }
+        let w = check_case::<G>(group, domain, &shape, &mut rng, case.is_multiple_of(2));
+        worst = worst.max(w);
+        compared += 1;
     }
     // For the record (`--nocapture`): how close the grid came to the bound.
     eprintln!(

@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::{assert_matches_oracle, oracle, random_vec, rng};
+use common::{assert_matches_oracle, foundation_grid, oracle, random_vec, rng};
 use gconv_core::conv::expand::expand_filter_bank;
 use gconv_core::conv::{group, lifting};
 use gconv_core::fast::{FastPlan, Kernel, MR, pack_bank};
@@ -31,23 +31,6 @@ use gconv_core::{Buffer, C4, ConvGeometry, ConvShape, D4, Dim, Domain, Error, Gr
 use gconv_std::reference::{RefGroup, RefOutput};
 use rand::RngExt;
 use rand::rngs::StdRng;
-
-const KERNELS: [usize; 6] = [1, 2, 3, 4, 5, 7];
-const SIZES: [(usize, usize); 5] = [(7, 8), (8, 7), (9, 9), (8, 8), (11, 10)];
-
-fn paddings() -> [Padding; 4] {
-    [
-        Padding::Valid,
-        Padding::Same,
-        Padding::symmetric(1),
-        Padding::Explicit {
-            top: 1,
-            bottom: 2,
-            left: 0,
-            right: 3,
-        },
-    ]
-}
 
 type RawKernel =
     fn(&ConvShape, &[f32], &[f32], Option<&[f32]>, &mut [f32], &mut [f32]) -> Result<(), Error>;
@@ -68,64 +51,49 @@ fn grid<G: Group>(group: RefGroup, domain: Domain, seed: u64) -> usize {
     let mut rng = rng(seed);
     let (raw_kernel, bank_kernel) = kernels::<G>(domain);
     let mut compared = 0;
-    let mut case = 0usize;
-    for k in KERNELS {
-        for stride in 1..=3 {
-            for padding in paddings() {
-                case += 1;
-                let (height, width) = SIZES[case % SIZES.len()];
-                let shape = ConvShape {
-                    batch: 2,
-                    in_channels: rng.random_range(1..=3),
-                    out_channels: rng.random_range(1..=3),
-                    height,
-                    width,
-                    kernel: k,
-                    stride,
-                    padding,
-                };
-                let what = format!("{} {domain:?} {shape:?}", G::NAME);
-                let geo = match shape.geometry::<G>(domain) {
-                    Ok(geo) => geo,
-                    Err(Error::SameNeedsOddKernel { kernel }) => {
-                        assert!(padding == Padding::Same && kernel % 2 == 0, "{what}");
-                        continue;
-                    }
-                    Err(e) => panic!("{what}: unexpected {e}"),
-                };
-                let x = random_vec(&mut rng, geo.input_len());
-                let w = random_vec(&mut rng, geo.weight_len());
-                let b = random_vec(&mut rng, geo.bias_len());
-                let bias = case.is_multiple_of(2).then_some(b.as_slice());
-                let reference = oracle(group, domain, &shape, &x, &w, bias);
-                assert_eq!(reference.shape, geo.output_shape(), "{what}: output shape");
-
-                // Raw weights + scratch (scratch full of junk, longer than needed).
-                let mut out = vec![f32::NAN; geo.output_len()];
-                let mut scratch = vec![1e30f32; geo.bank_len() + 5];
-                raw_kernel(&shape, &x, &w, bias, &mut out, &mut scratch).unwrap();
-                assert_matches_oracle(&what, &out, &reference, geo.terms_per_output(), bias);
-
-                // Pre-expanded bank.
-                let mut bank = vec![f32::NAN; geo.bank_len()];
-                expand_filter_bank::<G>(
-                    domain,
-                    shape.out_channels,
-                    shape.in_channels,
-                    k,
-                    &w,
-                    &mut bank,
-                )
-                .unwrap();
-                let mut out2 = vec![f32::NAN; geo.output_len()];
-                bank_kernel(&shape, &x, &bank, bias, &mut out2).unwrap();
-                assert_eq!(out, out2, "{what}: raw and expanded paths differ");
-
-                // The fast path, with every micro-kernel this CPU has.
-                check_fast(&what, &geo, &x, &bank, bias, &reference);
-                compared += 1;
+    for (case, shape) in foundation_grid(&mut rng) {
+        let padding = shape.padding;
+        let k = shape.kernel;
+        let what = format!("{} {domain:?} {shape:?}", G::NAME);
+        let geo = match shape.geometry::<G>(domain) {
+            Ok(geo) => geo,
+            Err(Error::SameNeedsOddKernel { kernel }) => {
+                assert!(padding == Padding::Same && kernel % 2 == 0, "{what}");
+                continue;
             }
-        }
+            Err(e) => panic!("{what}: unexpected {e}"),
+        };
+        let x = random_vec(&mut rng, geo.input_len());
+        let w = random_vec(&mut rng, geo.weight_len());
+        let b = random_vec(&mut rng, geo.bias_len());
+        let bias = case.is_multiple_of(2).then_some(b.as_slice());
+        let reference = oracle(group, domain, &shape, &x, &w, bias);
+        assert_eq!(reference.shape, geo.output_shape(), "{what}: output shape");
+
+        // Raw weights + scratch (scratch full of junk, longer than needed).
+        let mut out = vec![f32::NAN; geo.output_len()];
+        let mut scratch = vec![1e30f32; geo.bank_len() + 5];
+        raw_kernel(&shape, &x, &w, bias, &mut out, &mut scratch).unwrap();
+        assert_matches_oracle(&what, &out, &reference, geo.terms_per_output(), bias);
+
+        // Pre-expanded bank.
+        let mut bank = vec![f32::NAN; geo.bank_len()];
+        expand_filter_bank::<G>(
+            domain,
+            shape.out_channels,
+            shape.in_channels,
+            k,
+            &w,
+            &mut bank,
+        )
+        .unwrap();
+        let mut out2 = vec![f32::NAN; geo.output_len()];
+        bank_kernel(&shape, &x, &bank, bias, &mut out2).unwrap();
+        assert_eq!(out, out2, "{what}: raw and expanded paths differ");
+
+        // The fast path, with every micro-kernel this CPU has.
+        check_fast(&what, &geo, &x, &bank, bias, &reference);
+        compared += 1;
     }
     compared
 }

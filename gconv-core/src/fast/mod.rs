@@ -575,15 +575,8 @@ mod tests {
     use super::*;
     use crate::conv::{expand::expand_filter_bank, group::group_conv_expanded};
     use crate::shape::{ConvShape, Domain, Padding};
+    use crate::test_data::fill;
     use crate::{C4, D4, Group};
-
-    /// Small deterministic pseudo-random values in [-1, 1).
-    fn fill(buf: &mut [f32], mut seed: u32) {
-        for v in buf {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            *v = (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0;
-        }
-    }
 
     fn compare<G: Group>(shape: ConvShape, kernel: Kernel) {
         let geo = shape.geometry::<G>(Domain::Group).unwrap();

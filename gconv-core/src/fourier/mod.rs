@@ -946,15 +946,8 @@ mod tests {
     use super::*;
     use crate::conv::{group::group_conv, lifting::lifting_conv};
     use crate::shape::{ConvShape, Domain, Padding};
+    use crate::test_data::fill;
     use crate::{C4, D4, Group};
-
-    /// Small deterministic pseudo-random values in [-1, 1).
-    fn fill(buf: &mut [f32], mut seed: u32) {
-        for v in buf {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            *v = (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0;
-        }
-    }
 
     /// The Fourier path with the compiled kernel against the direct path, on a layer
     /// small enough for Miri. Widths are chosen so `butterfly_run` takes each branch:

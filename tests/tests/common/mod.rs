@@ -32,6 +32,55 @@ pub fn resolve(padding: Padding, k: usize) -> Option<[usize; 4]> {
     padding.resolve(k).ok()
 }
 
+/// Kernel sizes of the foundation's test grid.
+pub const GRID_KERNELS: [usize; 6] = [1, 2, 3, 4, 5, 7];
+/// Input sizes of the grid, odd/even and non-square, used in turn.
+pub const GRID_SIZES: [(usize, usize); 5] = [(7, 8), (8, 7), (9, 9), (8, 8), (11, 10)];
+
+/// Paddings of the grid: valid, same, symmetric 1, and a lopsided explicit one.
+pub fn grid_paddings() -> [Padding; 4] {
+    [
+        Padding::Valid,
+        Padding::Same,
+        Padding::symmetric(1),
+        Padding::Explicit {
+            top: 1,
+            bottom: 2,
+            left: 0,
+            right: 3,
+        },
+    ]
+}
+
+/// The foundation's grid for one pair, in a fixed order: every K of
+/// [`GRID_KERNELS`], stride 1..3 and padding of [`grid_paddings`], batch 2, the
+/// sizes of [`GRID_SIZES`] in turn and 1..3 random input and output G-channels.
+/// Returns `(case number from 1, shape)`; `Same` with even K is included (it is an
+/// error the callers check or skip).
+pub fn foundation_grid(rng: &mut StdRng) -> Vec<(usize, ConvShape)> {
+    let mut shapes = Vec::new();
+    for k in GRID_KERNELS {
+        for stride in 1..=3 {
+            for padding in grid_paddings() {
+                let case = shapes.len() + 1;
+                let (height, width) = GRID_SIZES[case % GRID_SIZES.len()];
+                let shape = ConvShape {
+                    batch: 2,
+                    in_channels: rng.random_range(1..=3),
+                    out_channels: rng.random_range(1..=3),
+                    height,
+                    width,
+                    kernel: k,
+                    stride,
+                    padding,
+                };
+                shapes.push((case, shape));
+            }
+        }
+    }
+    shapes
+}
+
 /// The oracle for a core `ConvShape`.
 pub fn oracle(
     group: RefGroup,

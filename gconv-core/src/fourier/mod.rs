@@ -49,17 +49,17 @@
 //! 4. Output: the `C_rho` coefficients of each pixel are synthesised (add-only
 //!    butterfly) into the `|G|` orientation planes, and the bias is added.
 //!
-//! [`FourierPlan::forward_image`] computes one image's output for a range of
-//! [`CHANNEL_GROUP`]s of output channels, so that callers can split one image over
-//! threads (each repeats the input transform, the GEMMs are split); results are
-//! bitwise the same however the groups are split.
+//! [`FourierPlan::forward_image`] computes one part of one image's output
+//! ([`ImagePart`]: a range of output rows of every plane, or a range of channel
+//! groups), so that callers can split one image over threads; results are bitwise
+//! the same however the image is split.
 //!
 //! # Speed
 //!
-//! On one core of a Zen 4 (AVX-512), C4->C4 64->64 3x3 on 56x56 takes 14.4 ms against
-//! 32.6 ms on the fast path (which runs at 95% of the FMA peak) and D4->D4 16->16 3x3
-//! on 32x32, batch 32, 26 ms against 87 ms: the GEMMs run near the peak, the
-//! transforms take 10-25% of the time. See the README's table.
+//! On one core of a Zen 4 (AVX-512), C4->C4 64->64 3x3 on 56x56 takes 14.0 ms against
+//! 33.2 ms on the fast path (which runs at 95% of the FMA peak) and D4->D4 16->16 3x3
+//! on 32x32, batch 32, 23.7 ms against 86 ms: the GEMMs run near the peak, the
+//! transforms take 10-30% of the time. See the README's table.
 //!
 //! # Rounding
 //!

@@ -114,6 +114,12 @@ pub struct FourierPlan {
     blocks: &'static [Block],
     /// `C_in * Q`: terms per coefficient column.
     terms: usize,
+    /// `(B_rho, C_rho)` lengths of each block for a full pixel block.
+    lens: [(usize, usize); MAX_BLOCKS],
+    /// [`scratch_len`](Self::scratch_len) and
+    /// [`packed_weights_len`](Self::packed_weights_len), checked for overflow.
+    scratch_len: usize,
+    packed_weights_len: usize,
 }
 
 impl FourierPlan {
@@ -137,16 +143,20 @@ impl FourierPlan {
             .in_channels()
             .checked_mul(orbits.count())
             .ok_or(Error::SizeOverflow)?;
-        let plan = FourierPlan {
+        let mut plan = FourierPlan {
             geo: *geo,
             input,
             orbits,
             blocks,
             terms,
+            lens: [(0, 0); MAX_BLOCKS],
+            scratch_len: 0,
+            packed_weights_len: 0,
         };
-        // Every length the plan reports must fit in usize.
-        plan.scratch_len_checked()?;
-        plan.packed_weights_len_checked()?;
+        // Every length the plan reports is computed once, checked for overflow.
+        plan.lens = plan.block_lens()?;
+        plan.scratch_len = plan.scratch_len_checked()?;
+        plan.packed_weights_len = plan.packed_weights_len_checked()?;
         Ok(plan)
     }
 
@@ -180,8 +190,8 @@ impl FourierPlan {
 
     /// f32 of the transformed, packed weights: `sum_rho M_rho * d * C_in * Q`, where
     /// `M_rho = d*C_out` rounded up to a multiple of 4.
-    pub fn packed_weights_len(&self) -> usize {
-        self.packed_weights_len_checked().unwrap_or(usize::MAX)
+    pub const fn packed_weights_len(&self) -> usize {
+        self.packed_weights_len
     }
 
     /// The GEMM of block `b` over `pixels` output pixels, as the fast path's 1x1
@@ -225,7 +235,7 @@ impl FourierPlan {
 
     fn scratch_len_checked(&self) -> Result<usize, Error> {
         let mut total = self.input.packed_input_len();
-        for (b, c) in self.block_lens()? {
+        for (b, c) in self.lens {
             total = total
                 .checked_add(b)
                 .and_then(|t| t.checked_add(c))
@@ -236,8 +246,8 @@ impl FourierPlan {
 
     /// f32 of scratch [`forward`](Self::forward) needs: the padded image (as in the
     /// fast path) plus one pixel block's transformed input and output coefficients.
-    pub fn scratch_len(&self) -> usize {
-        self.scratch_len_checked().unwrap_or(usize::MAX)
+    pub const fn scratch_len(&self) -> usize {
+        self.scratch_len
     }
 
     /// Values the transforms read and write per image: the gathered input of every
@@ -271,11 +281,7 @@ impl FourierPlan {
     /// nothing is written then.
     pub fn pack_weights(&self, raw: &[f32], packed: &mut [f32]) -> Result<(), Error> {
         check_len(Buffer::Weight, raw.len(), self.geo.weight_len())?;
-        check_len(
-            Buffer::Bank,
-            packed.len(),
-            self.packed_weights_len_checked()?,
-        )?;
+        check_len(Buffer::Bank, packed.len(), self.packed_weights_len)?;
         let (c_out, c_in, nti) = (
             self.geo.out_channels(),
             self.geo.in_channels(),
@@ -333,11 +339,7 @@ impl FourierPlan {
         packed_weights: &[f32],
         bias: Option<&[f32]>,
     ) -> Result<(), Error> {
-        check_len(
-            Buffer::Bank,
-            packed_weights.len(),
-            self.packed_weights_len_checked()?,
-        )?;
+        check_len(Buffer::Bank, packed_weights.len(), self.packed_weights_len)?;
         if let Some(b) = bias {
             check_len(Buffer::Bias, b.len(), self.geo.bias_len())?;
         }
@@ -390,7 +392,7 @@ impl FourierPlan {
                 }
             }
         }
-        let need = self.scratch_len_checked()?;
+        let need = self.scratch_len;
         if scratch.len() < need {
             return Err(Error::BufferLength {
                 buffer: Buffer::Scratch,
@@ -554,7 +556,7 @@ impl FourierPlan {
         if channels.is_empty() || pixels.is_empty() {
             return Ok(());
         }
-        let lens = self.block_lens()?;
+        let lens = self.lens;
         let (padded, rest) = scratch.split_at_mut(self.input.packed_input_len());
         let b_total: usize = lens.iter().map(|l| l.0).sum();
         let (b_buf, rest) = rest.split_at_mut(b_total);

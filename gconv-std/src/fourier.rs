@@ -211,19 +211,7 @@ fn check_lengths(
     bias: Option<&[f32]>,
     output: &[f32],
 ) -> Result<(), Error> {
-    let geo = plan.geometry();
-    for (buffer, found, expected) in [
-        (gconv_core::Buffer::Input, input.len(), geo.input_len()),
-        (gconv_core::Buffer::Output, output.len(), geo.output_len()),
-    ] {
-        if found != expected {
-            return Err(Error::BufferLength {
-                buffer,
-                expected,
-                found,
-            });
-        }
-    }
+    plan.check_batch(input, output)?;
     plan.check_operands(packed_weights, bias)
 }
 

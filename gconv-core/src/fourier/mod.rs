@@ -330,6 +330,16 @@ impl FourierPlan {
         Ok(())
     }
 
+    /// Checks a whole batch's buffers: `input` exactly
+    /// [`input_len`](ConvGeometry::input_len) and `output` exactly
+    /// [`output_len`](ConvGeometry::output_len) long.
+    ///
+    /// # Errors
+    /// [`Error::BufferLength`] naming the buffer.
+    pub fn check_batch(&self, input: &[f32], output: &[f32]) -> Result<(), Error> {
+        self.input.check_batch(input, output)
+    }
+
     /// Checks `packed_weights` and `bias` lengths.
     ///
     /// # Errors

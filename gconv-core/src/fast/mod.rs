@@ -648,28 +648,10 @@ mod tests {
             padding: Padding::symmetric(1),
         };
         for kernel in Kernel::ALL {
-            if compiled_in(kernel) {
+            if kernel.is_compiled() {
                 compare::<C4>(shape, kernel);
                 compare::<D4>(shape, kernel);
             }
-        }
-    }
-
-    /// Whether `compute` can call `kernel` in this build (no run-time detection here).
-    fn compiled_in(kernel: Kernel) -> bool {
-        match kernel {
-            Kernel::Portable => true,
-            Kernel::Avx2Fma => cfg!(all(
-                target_arch = "x86_64",
-                target_feature = "avx2",
-                target_feature = "fma"
-            )),
-            Kernel::Avx512 => cfg!(all(
-                target_arch = "x86_64",
-                target_feature = "avx512f",
-                target_feature = "avx2",
-                target_feature = "fma"
-            )),
         }
     }
 
@@ -702,7 +684,7 @@ mod tests {
                         compare::<C4>(shape, Kernel::Portable);
                         compare::<D4>(shape, Kernel::Portable);
                         for kernel in Kernel::ALL {
-                            if kernel != Kernel::Portable && compiled_in(kernel) {
+                            if kernel != Kernel::Portable && kernel.is_compiled() {
                                 compare::<C4>(shape, kernel);
                             }
                         }

@@ -58,6 +58,27 @@ impl Kernel {
         }
     }
 
+    /// Whether [`FastPlan::compute`](super::FastPlan::compute) (and the Fourier path's
+    /// compile-time entry points) can call this kernel in this build, without
+    /// run-time detection: `Portable` always, the others when the build enables
+    /// their CPU features.
+    pub const fn is_compiled(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            Kernel::Avx2Fma => cfg!(all(
+                target_arch = "x86_64",
+                target_feature = "avx2",
+                target_feature = "fma"
+            )),
+            Kernel::Avx512 => cfg!(all(
+                target_arch = "x86_64",
+                target_feature = "avx512f",
+                target_feature = "avx2",
+                target_feature = "fma"
+            )),
+        }
+    }
+
     /// The best kernel this build can call without run-time detection: `Avx512` when
     /// compiled for x86_64 with `avx512f`, `avx2` and `fma`, `Avx2Fma` with `avx2` and `fma` (e.g.
     /// `-C target-cpu=native`), else `Portable`.

@@ -437,7 +437,7 @@ impl FourierPlan {
         if self.geo.batch() == 0 {
             return Ok(());
         }
-        if !kernel_compiled(kernel) {
+        if !kernel.is_compiled() {
             return Err(Error::KernelNotCompiled {
                 kernel: kernel.name(),
             });
@@ -475,7 +475,7 @@ impl FourierPlan {
         scratch: &mut [f32],
     ) -> Result<(), Error> {
         self.check_part(image, packed_weights, bias, &part, scratch)?;
-        if !kernel_compiled(kernel) {
+        if !kernel.is_compiled() {
             return Err(Error::KernelNotCompiled {
                 kernel: kernel.name(),
             });
@@ -932,24 +932,6 @@ fn butterfly_run<const N: usize>(
             }
         }
         u += LANES;
-    }
-}
-
-/// Whether `compute` can run `kernel` in this build.
-const fn kernel_compiled(kernel: Kernel) -> bool {
-    match kernel {
-        Kernel::Portable => true,
-        Kernel::Avx2Fma => cfg!(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )),
-        Kernel::Avx512 => cfg!(all(
-            target_arch = "x86_64",
-            target_feature = "avx512f",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )),
     }
 }
 

@@ -333,11 +333,14 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
             ConvPath::Fourier => FourierPlan::new(geo)
                 .map(Resolved::Fourier)
                 .map_err(|e| self.core_error(e)),
-            ConvPath::Auto => Ok(match (FastPlan::new(geo), FourierPlan::new(geo)) {
-                (Ok(fast), Ok(fourier)) if !fourier_pays(&fast, &fourier) => Resolved::Fast(fast),
-                (_, Ok(fourier)) => Resolved::Fourier(fourier),
-                (Ok(fast), Err(_)) => Resolved::Fast(fast),
-                (Err(_), Err(_)) => Resolved::Direct,
+            // The Fourier plan holds the fast path's plan of the same layer: build
+            // it once and take the fast plan from it.
+            ConvPath::Auto => Ok(match FourierPlan::new(geo) {
+                Ok(fourier) if fourier_pays(fourier.fast_plan(), &fourier) => {
+                    Resolved::Fourier(fourier)
+                }
+                Ok(fourier) => Resolved::Fast(fourier.fast_plan().clone()),
+                Err(_) => FastPlan::new(geo).map_or(Resolved::Direct, Resolved::Fast),
             }),
         }
     }

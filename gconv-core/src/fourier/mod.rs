@@ -165,6 +165,12 @@ impl FourierPlan {
         &self.geo
     }
 
+    /// The fast path's plan of the same layer, whose padded, phase-split input this
+    /// path gathers from.
+    pub const fn fast_plan(&self) -> &FastPlan {
+        &self.input
+    }
+
     /// Number of orbits `Q` of (input plane, tap) pairs: `K*K` for a group
     /// convolution, fewer than `K*K` for a lifting one.
     pub const fn orbits(&self) -> usize {

@@ -35,25 +35,26 @@ pub(crate) type Lanes = [f32; LANES];
 // Plain indexed loops over fixed-size arrays: each compiles to one vector operation
 // (`core::array::from_fn` here left values on the stack).
 #[inline(always)]
-fn add(mut a: Lanes, b: Lanes) -> Lanes {
-    for l in 0..LANES {
+fn add<const L: usize>(mut a: [f32; L], b: [f32; L]) -> [f32; L] {
+    for l in 0..L {
         a[l] += b[l];
     }
     a
 }
 
 #[inline(always)]
-fn sub(mut a: Lanes, b: Lanes) -> Lanes {
-    for l in 0..LANES {
+fn sub<const L: usize>(mut a: [f32; L], b: [f32; L]) -> [f32; L] {
+    for l in 0..L {
         a[l] -= b[l];
     }
     a
 }
 
 #[inline(always)]
-fn neg(mut a: Lanes) -> Lanes {
-    for v in &mut a {
-        *v = -*v;
+#[allow(clippy::needless_range_loop)] // as `add`: one vector operation
+fn neg<const L: usize>(mut a: [f32; L]) -> [f32; L] {
+    for l in 0..L {
+        a[l] = -a[l];
     }
     a
 }
@@ -150,11 +151,11 @@ pub(crate) trait Spectrum<const N: usize> {
     /// [`synthesize`](Self::synthesize)'s input).
     const COEFFS: [Coeff; N];
     /// `z^(rho)[a][c] = sum_k z(k) rho(k)[a][c]` for every kept `(rho, a, c)`, on
-    /// `LANES` pixels at once. Additions only.
-    fn analyze(z: &[Lanes; N]) -> [Lanes; N];
+    /// `L` pixels at once. Additions only.
+    fn analyze<const L: usize>(z: &[[f32; L]; N]) -> [[f32; L]; N];
     /// `y(g) = sum_{(rho, a, b)} rho(g)[a][b] y^(rho)[a][b]`: synthesis with the scale
     /// `d/|G|` already in `y^`. Additions only.
-    fn synthesize(y: &[Lanes; N]) -> [Lanes; N];
+    fn synthesize<const L: usize>(y: &[[f32; L]; N]) -> [[f32; L]; N];
 }
 
 /// C4: `1`, `(-1)^r`, and the plane (row 0 kept: 2 coefficients).
@@ -191,7 +192,7 @@ impl Spectrum<4> for crate::C4 {
     ];
 
     #[inline(always)]
-    fn analyze(z: &[Lanes; 4]) -> [Lanes; 4] {
+    fn analyze<const L: usize>(z: &[[f32; L]; 4]) -> [[f32; L]; 4] {
         let (s02, s13) = (add(z[0], z[2]), add(z[1], z[3]));
         // Row 0 of sum_r z_r R^r: R^r[0] = (1,0), (0,-1), (-1,0), (0,1).
         [
@@ -203,7 +204,7 @@ impl Spectrum<4> for crate::C4 {
     }
 
     #[inline(always)]
-    fn synthesize(y: &[Lanes; 4]) -> [Lanes; 4] {
+    fn synthesize<const L: usize>(y: &[[f32; L]; 4]) -> [[f32; L]; 4] {
         let (even, odd) = (add(y[0], y[1]), sub(y[0], y[1]));
         [
             add(even, y[2]),
@@ -228,7 +229,7 @@ impl Spectrum<8> for crate::D4 {
     ];
 
     #[inline(always)]
-    fn analyze(z: &[Lanes; 8]) -> [Lanes; 8] {
+    fn analyze<const L: usize>(z: &[[f32; L]; 8]) -> [[f32; L]; 8] {
         // Per flip coset m: sums over r, alternating sums, and the plane's
         // `sum_r z(m,r) R^r = [[u, -v], [v, u]]`, u = z0 - z2, v = z1 - z3.
         let coset = |m: usize| {
@@ -253,7 +254,7 @@ impl Spectrum<8> for crate::D4 {
     }
 
     #[inline(always)]
-    fn synthesize(y: &[Lanes; 8]) -> [Lanes; 8] {
+    fn synthesize<const L: usize>(y: &[[f32; L]; 8]) -> [[f32; L]; 8] {
         // Characters: (m, r) -> E_m + (-1)^r O_m.
         let (e0, e1) = (add(y[0], y[1]), sub(y[0], y[1]));
         let (o0, o1) = (add(y[2], y[3]), sub(y[2], y[3]));

@@ -36,10 +36,12 @@
 //! # Ok::<(), gconv_core::Error>(())
 //! ```
 #![no_std]
-// `unsafe` only in `fast::FastPlan::compute` (the calls of the AVX2+FMA and AVX-512
-// kernels, safe `#[target_feature]` functions, in builds that enable those features at
-// compile time) and `fourier::butterfly_run` (the transforms' vector loop, bounds
-// checked once per run). Tested under Miri (`scripts/miri.sh`).
+// `unsafe` only in `fast::FastPlan::compute` and `fourier::FourierPlan::forward_image`
+// (the calls of the AVX2+FMA and AVX-512 kernels, safe `#[target_feature]` functions,
+// in builds that enable those features at compile time), `fourier::butterfly_run` (the
+// transforms' vector loop, bounds checked once per run) and the lifting kernel's
+// stores (`fourier::lifting`, output rows checked once per row). Tested under Miri
+// (`scripts/miri.sh`).
 #![deny(unsafe_code)]
 
 pub mod conv;

@@ -441,13 +441,21 @@ fn fourier_errors_leave_the_output_untouched() {
 }
 
 /// The batch split over 1, 2 and 3 threads (by images, or by rows of the output
-/// when there are fewer images than threads) gives the bits of one thread.
+/// when there are fewer images than threads) gives the bits of one thread: for a
+/// group layer (GEMM kernels) and for lifting layers (the fused lifting kernel).
 #[test]
 fn fourier_threads_are_bitwise_one_thread() {
-    let mut r = rng(27);
+    threads_case::<C4>(Domain::Group, (4, 9), 27);
+    threads_case::<C4>(Domain::Z2, (3, 9), 28);
+    threads_case::<C4>(Domain::Z2, (1, 6), 29);
+    threads_case::<D4>(Domain::Z2, (2, 5), 30);
+}
+
+fn threads_case<G: Group>(domain: Domain, channels: (usize, usize), seed: u64) {
+    let mut r = rng(seed);
     for batch in [1, 2, 5] {
-        let shape = shape((4, 9), (13, 11), 3, 1, Padding::Same, batch);
-        let geo = shape.geometry::<C4>(Domain::Group).unwrap();
+        let shape = shape(channels, (13, 11), 3, 1, Padding::Same, batch);
+        let geo = shape.geometry::<G>(domain).unwrap();
         let plan = FourierPlan::new(&geo).unwrap();
         let x = random_vec(&mut r, geo.input_len());
         let w = random_vec(&mut r, geo.weight_len());
@@ -471,13 +479,84 @@ fn fourier_threads_are_bitwise_one_thread() {
                 .unwrap();
             // By images when there are enough, else by rows of the 13x11 output: all
             // threads get work either way.
-            assert_eq!(pieces, threads, "batch {batch}, {threads} threads");
+            let what = format!("{domain:?} {channels:?} batch {batch}, {threads} threads");
+            assert_eq!(pieces, threads, "{what}");
             assert!(
                 one.iter()
                     .zip(&par)
                     .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "batch {batch}, {threads} threads"
+                "{what}"
             );
+        }
+    }
+}
+
+/// `ImagePart::Channels` on lifting layers (the fused kernel, which takes 1, 2 or 4
+/// channels per pass depending on the kernel): every split into channel groups gives
+/// the bits of the whole image, with every kernel this CPU has; 5 and 9 channels
+/// leave a last group of one.
+#[test]
+fn fourier_lifting_channel_groups_split_is_bitwise() {
+    let mut r = rng(33);
+    for (domain_c4, (c_in, c_out), width) in
+        [(true, (1, 5), 13), (true, (3, 9), 40), (false, (2, 5), 7)]
+    {
+        let shape = shape((c_in, c_out), (6, width), 3, 1, Padding::Same, 1);
+        let geo = if domain_c4 {
+            shape.geometry::<C4>(Domain::Z2).unwrap()
+        } else {
+            shape.geometry::<D4>(Domain::Z2).unwrap()
+        };
+        let plan = FourierPlan::new(&geo).unwrap();
+        let x = random_vec(&mut r, geo.input_len());
+        let w = random_vec(&mut r, geo.weight_len());
+        let b = random_vec(&mut r, geo.bias_len());
+        let mut packed = vec![0.0; plan.packed_weights_len()];
+        plan.pack_weights(&w, &mut packed).unwrap();
+        let per_channel = geo.nto() * geo.out_height() * geo.out_width();
+        let groups = plan.channel_groups();
+        for kernel in Kernel::ALL
+            .into_iter()
+            .filter(|&k| gconv_std::fast::cpu_has(k))
+        {
+            let mut scratch = vec![f32::NAN; plan.scratch_len()];
+            let mut whole = vec![f32::NAN; geo.output_len()];
+            let part = ImagePart::all(&plan, &mut whole);
+            gconv_std::fourier::forward_image(
+                &plan,
+                kernel,
+                &x,
+                &packed,
+                Some(&b),
+                part,
+                &mut scratch,
+            )
+            .unwrap();
+            for cut in 0..=groups {
+                let mut split = vec![f32::NAN; geo.output_len()];
+                let at = (cut * 4).min(c_out) * per_channel;
+                let (first, second) = split.split_at_mut(at);
+                for (range, out) in [(0..cut, first), (cut..groups, second)] {
+                    let part = ImagePart::Channels { groups: range, out };
+                    gconv_std::fourier::forward_image(
+                        &plan,
+                        kernel,
+                        &x,
+                        &packed,
+                        Some(&b),
+                        part,
+                        &mut scratch,
+                    )
+                    .unwrap();
+                }
+                assert!(
+                    whole
+                        .iter()
+                        .zip(&split)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{geo:?} {kernel:?} cut {cut}"
+                );
+            }
         }
     }
 }
@@ -547,66 +626,20 @@ fn layer_fourier_path_uses_new_weights_and_reports_errors() {
 /// whole image; bad rows, plane counts or plane lengths are errors that write nothing.
 #[test]
 fn fourier_rows_split_is_bitwise_the_whole_image() {
-    let mut r = rng(31);
-    let shape = shape((3, 5), (11, 9), 3, 1, Padding::Same, 1);
-    let geo = shape.geometry::<D4>(Domain::Group).unwrap();
-    let plan = FourierPlan::new(&geo).unwrap();
-    let x = random_vec(&mut r, geo.input_len());
-    let w = random_vec(&mut r, geo.weight_len());
-    let b = random_vec(&mut r, geo.bias_len());
-    let mut packed = vec![0.0; plan.packed_weights_len()];
-    plan.pack_weights(&w, &mut packed).unwrap();
-    let kernel = gconv_std::fast::kernel();
-    let mut whole = vec![f32::NAN; geo.output_len()];
-    let mut scratch = vec![f32::NAN; plan.scratch_len()];
-    gconv_std::fourier::forward(
-        &plan,
-        kernel,
-        &x,
-        &packed,
-        Some(&b),
-        &mut whole,
-        &mut scratch,
-    )
-    .unwrap();
+    // Lifting layers (the fused kernel) with every kernel this CPU has; then the
+    // group layer below, with the errors.
+    for kernel in Kernel::ALL
+        .into_iter()
+        .filter(|&k| gconv_std::fast::cpu_has(k))
+    {
+        rows_case::<C4>(Domain::Z2, (3, 6), kernel, 34);
+        rows_case::<C4>(Domain::Z2, (1, 5), kernel, 35);
+        rows_case::<D4>(Domain::Z2, (2, 3), kernel, 36);
+    }
+    let (geo, plan, x, packed, b, mut scratch) =
+        rows_case::<D4>(Domain::Group, (3, 5), gconv_std::fast::kernel(), 31);
     let (oh, ow) = (geo.out_height(), geo.out_width());
     let planes = geo.out_channels() * geo.nto();
-    for split in [
-        vec![0, 11],
-        vec![0, 1, 11],
-        vec![0, 4, 7, 11],
-        vec![0, 0, 5, 11],
-    ] {
-        let mut out = vec![f32::NAN; geo.output_len()];
-        for pair in split.windows(2) {
-            let rows = pair[0]..pair[1];
-            let mut list: Vec<&mut [f32]> = out
-                .chunks_exact_mut(oh * ow)
-                .map(|p| &mut p[rows.start * ow..rows.end * ow])
-                .collect();
-            let part = ImagePart::Rows {
-                rows,
-                planes: &mut list,
-            };
-            gconv_std::fourier::forward_image(
-                &plan,
-                kernel,
-                &x,
-                &packed,
-                Some(&b),
-                part,
-                &mut scratch,
-            )
-            .unwrap();
-        }
-        assert!(
-            whole
-                .iter()
-                .zip(&out)
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "{split:?}"
-        );
-    }
     // Errors: rows past the end, too few planes, a plane of the wrong length.
     let mut out = vec![7.0f32; geo.output_len()];
     let mut list: Vec<&mut [f32]> = out
@@ -650,4 +683,82 @@ fn fourier_rows_split_is_bitwise_the_whole_image() {
     );
     assert!(matches!(res, Err(Error::BufferLength { .. })), "{res:?}");
     assert!(out.iter().all(|&v| v == 7.0));
+}
+
+/// Splits the output rows of one image of a `(C_in, C_out)` layer with a 11x9 output
+/// in several ways and checks each gives the whole image's bits; returns the layer's
+/// set-up for further checks.
+#[allow(clippy::type_complexity)]
+fn rows_case<G: Group>(
+    domain: Domain,
+    channels: (usize, usize),
+    kernel: Kernel,
+    seed: u64,
+) -> (
+    ConvGeometry,
+    FourierPlan,
+    Vec<f32>,
+    Vec<f32>,
+    Vec<f32>,
+    Vec<f32>,
+) {
+    let mut r = rng(seed);
+    let shape = shape(channels, (11, 9), 3, 1, Padding::Same, 1);
+    let geo = shape.geometry::<G>(domain).unwrap();
+    let plan = FourierPlan::new(&geo).unwrap();
+    let x = random_vec(&mut r, geo.input_len());
+    let w = random_vec(&mut r, geo.weight_len());
+    let b = random_vec(&mut r, geo.bias_len());
+    let mut packed = vec![0.0; plan.packed_weights_len()];
+    plan.pack_weights(&w, &mut packed).unwrap();
+    let mut whole = vec![f32::NAN; geo.output_len()];
+    let mut scratch = vec![f32::NAN; plan.scratch_len()];
+    gconv_std::fourier::forward(
+        &plan,
+        kernel,
+        &x,
+        &packed,
+        Some(&b),
+        &mut whole,
+        &mut scratch,
+    )
+    .unwrap();
+    let (oh, ow) = (geo.out_height(), geo.out_width());
+    for split in [
+        vec![0, 11],
+        vec![0, 1, 11],
+        vec![0, 4, 7, 11],
+        vec![0, 0, 5, 11],
+    ] {
+        let mut out = vec![f32::NAN; geo.output_len()];
+        for pair in split.windows(2) {
+            let rows = pair[0]..pair[1];
+            let mut list: Vec<&mut [f32]> = out
+                .chunks_exact_mut(oh * ow)
+                .map(|p| &mut p[rows.start * ow..rows.end * ow])
+                .collect();
+            let part = ImagePart::Rows {
+                rows,
+                planes: &mut list,
+            };
+            gconv_std::fourier::forward_image(
+                &plan,
+                kernel,
+                &x,
+                &packed,
+                Some(&b),
+                part,
+                &mut scratch,
+            )
+            .unwrap();
+        }
+        assert!(
+            whole
+                .iter()
+                .zip(&out)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{domain:?} {channels:?} {kernel:?} {split:?}"
+        );
+    }
+    (geo, plan, x, packed, b, scratch)
 }

@@ -258,6 +258,11 @@ impl FastPlan {
         self.phase_w
     }
 
+    /// Offsets of the taps `p = u*K + v` in a packed plane, `K*K` of them.
+    pub(crate) fn tap_offsets(&self) -> &[usize] {
+        &self.taps[..self.n_taps]
+    }
+
     /// Offset of tap `p = u*K + v` in a packed plane (0 for `p >= K*K`).
     pub(crate) fn tap_offset(&self, p: usize) -> usize {
         self.taps[..self.n_taps].get(p).copied().unwrap_or(0)

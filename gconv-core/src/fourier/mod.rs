@@ -49,6 +49,17 @@
 //! 4. Output: the `C_rho` coefficients of each pixel are synthesised (add-only
 //!    butterfly) into the `|G|` orientation planes, and the bias is added.
 //!
+//! **Lifting layers** (`Z2 -> G`) run a fused kernel instead of stages 2-4
+//! (`lifting.rs`): with one input plane per channel and few channels, the GEMMs would
+//! have only `C_in*Q*d` terms and a coefficient buffer as large as the output. Per
+//! vector of 16 (AVX-512), 8 (AVX2) or 4 (portable) output pixels, the transformed
+//! input is kept in a small buffer (only its *live* coefficients: an orbit with a
+//! stabilizer, such as the centre tap, has coefficients that vanish for every input),
+//! the `|G|` coefficients of 2-4 output channels accumulate in registers, and each
+//! channel is synthesised and stored straight from them. Multiply-adds per output
+//! G-channel, input channel and pixel: C4 3x3 13 (the direct path 36), C4 5x5 37
+//! (100), D4 3x3 17 (72).
+//!
 //! [`FourierPlan::forward_image`] computes one part of one image's output
 //! ([`ImagePart`]: a range of output rows of every plane, or a range of channel
 //! groups), so that callers can split one image over threads; results are bitwise
@@ -59,7 +70,10 @@
 //! On one core of a Zen 4 (AVX-512), C4->C4 64->64 3x3 on 56x56 takes 14.0 ms against
 //! 33.2 ms on the fast path (which runs at 95% of the FMA peak) and D4->D4 16->16 3x3
 //! on 32x32, batch 32, 23.7 ms against 86 ms: the GEMMs run near the peak, the
-//! transforms take 10-30% of the time. See the README's table.
+//! transforms take 10-30% of the time. The lifting kernel runs Z2->C4 3->16 3x3 on
+//! 224x224 in about 1.05 ms against the fast path's 1.6 ms, and 1->16 3x3 (where
+//! writing the 12.8 MB output is a large part of the time) in 0.55 against 0.6 ms.
+//! See the README's table.
 //!
 //! # Rounding
 //!
@@ -76,6 +90,7 @@
 //! Kernels up to [`MAX_KERNEL`](crate::fast::MAX_KERNEL) (the fast path's limit), C4
 //! and D4.
 
+mod lifting;
 mod orbits;
 mod spectrum;
 
@@ -87,6 +102,7 @@ use crate::fast::{FastPlan, Kernel, MR};
 use crate::shape::{ConvGeometry, ConvShape, Domain, Padding};
 use crate::{C4, D4};
 
+use lifting::LiftingPlan;
 use orbits::Orbits;
 use spectrum::{Block, Coeff, LANES, Lanes, Spectrum};
 
@@ -116,6 +132,9 @@ pub struct FourierPlan {
     terms: usize,
     /// `(B_rho, C_rho)` lengths of each block for a full pixel block.
     lens: [(usize, usize); MAX_BLOCKS],
+    /// Lifting layers: the fused kernel's plan (`lifting.rs`), used instead of the
+    /// GEMMs.
+    lifting: Option<LiftingPlan>,
     /// [`scratch_len`](Self::scratch_len) and
     /// [`packed_weights_len`](Self::packed_weights_len), checked for overflow.
     scratch_len: usize,
@@ -150,9 +169,16 @@ impl FourierPlan {
             blocks,
             terms,
             lens: [(0, 0); MAX_BLOCKS],
+            lifting: None,
             scratch_len: 0,
             packed_weights_len: 0,
         };
+        if geo.nti() == 1 {
+            plan.lifting = match geo.nto() {
+                4 => LiftingPlan::new::<4, C4>(&plan.orbits),
+                _ => LiftingPlan::new::<8, D4>(&plan.orbits),
+            };
+        }
         // Every length the plan reports is computed once, checked for overflow.
         plan.lens = plan.block_lens()?;
         plan.scratch_len = plan.scratch_len_checked()?;
@@ -171,6 +197,13 @@ impl FourierPlan {
         &self.input
     }
 
+    /// Whether the layer runs the fused lifting kernel (a lifting layer, `Z2 -> G`)
+    /// rather than the GEMMs: part of the cost model of
+    /// `gconv_std::layer::fourier_pays`.
+    pub const fn lifting_kernel(&self) -> bool {
+        self.lifting.is_some()
+    }
+
     /// Number of orbits `Q` of (input plane, tap) pairs: `K*K` for a group
     /// convolution, fewer than `K*K` for a lifting one.
     pub const fn orbits(&self) -> usize {
@@ -183,6 +216,15 @@ impl FourierPlan {
     }
 
     fn packed_weights_len_checked(&self) -> Result<usize, Error> {
+        if let Some(lp) = &self.lifting {
+            let group = match self.geo.nto() {
+                4 => lp.group_weights::<4>(self.geo.in_channels()),
+                _ => lp.group_weights::<8>(self.geo.in_channels()),
+            };
+            return group
+                .and_then(|g| g.checked_mul(self.channel_groups()))
+                .ok_or(Error::SizeOverflow);
+        }
         let mut total = 0usize;
         for b in self.blocks {
             let len = self
@@ -241,6 +283,15 @@ impl FourierPlan {
 
     fn scratch_len_checked(&self) -> Result<usize, Error> {
         let mut total = self.input.packed_input_len();
+        if let Some(lp) = &self.lifting {
+            return lp
+                .scratch_len(
+                    self.geo.in_channels(),
+                    (self.geo.out_height(), self.geo.out_width()),
+                )
+                .and_then(|z| z.checked_add(total))
+                .ok_or(Error::SizeOverflow);
+        }
         for (b, c) in self.lens {
             total = total
                 .checked_add(b)
@@ -251,7 +302,8 @@ impl FourierPlan {
     }
 
     /// f32 of scratch [`forward`](Self::forward) needs: the padded image (as in the
-    /// fast path) plus one pixel block's transformed input and output coefficients.
+    /// fast path) plus one pixel block's transformed input and output coefficients
+    /// (for a lifting layer: one block of rows' live input coefficients).
     pub const fn scratch_len(&self) -> usize {
         self.scratch_len
     }
@@ -265,9 +317,18 @@ impl FourierPlan {
         (self.terms + self.geo.out_channels()) * order * self.pixels()
     }
 
-    /// Multiply-adds the GEMMs run per image (padding rows of `A` included): compare
-    /// with [`ConvGeometry::macs`] per image for the direct path's count.
+    /// Multiply-adds the GEMMs (or, for a lifting layer, the lifting kernel) run per
+    /// image, padding rows of `A` (or channels up to a multiple of 4) included:
+    /// compare with [`ConvGeometry::macs`] per image for the direct path's count.
     pub fn macs_per_image(&self) -> usize {
+        if let Some(lp) = &self.lifting {
+            let channels = self.channel_groups() * CHANNEL_GROUP;
+            let terms = match self.geo.nto() {
+                4 => lp.terms_per_channel::<4>(),
+                _ => lp.terms_per_channel::<8>(),
+            };
+            return channels * self.geo.in_channels() * terms * self.pixels();
+        }
         self.blocks
             .iter()
             .map(|b| self.block_rows(b) * b.dim * self.terms * b.rows * self.pixels())
@@ -288,13 +349,16 @@ impl FourierPlan {
     pub fn pack_weights(&self, raw: &[f32], packed: &mut [f32]) -> Result<(), Error> {
         check_len(Buffer::Weight, raw.len(), self.geo.weight_len())?;
         check_len(Buffer::Bank, packed.len(), self.packed_weights_len)?;
-        let (c_out, c_in, nti) = (
-            self.geo.out_channels(),
-            self.geo.in_channels(),
-            self.geo.nti(),
-        );
-        let taps = self.geo.kernel() * self.geo.kernel();
-        let order = self.geo.nto();
+        let (c_out, c_in) = (self.geo.out_channels(), self.geo.in_channels());
+        if let Some(lp) = &self.lifting {
+            // The same numbers in the lifting kernel's order (`lifting.rs`).
+            let a = |block: usize, ob, iqc| self.a_entry(raw, &self.blocks[block], ob, iqc);
+            match self.geo.nto() {
+                4 => lp.pack_weights::<4, C4>(c_out, c_in, packed, a),
+                _ => lp.pack_weights::<8, D4>(c_out, c_in, packed, a),
+            }
+            return Ok(());
+        }
         let q_count = self.orbits.count();
         let mut rest = packed;
         for b in self.blocks {
@@ -303,29 +367,18 @@ impl FourierPlan {
             let (a, tail) = rest.split_at_mut(rows * cols);
             rest = tail;
             a.fill(0.0);
-            let scale = b.dim as f32 / order as f32;
             for o in 0..c_out {
                 for i in 0..c_in {
                     for q in 0..q_count {
-                        let stab = self.orbits.stabilizer(q) as f32;
                         for row_b in 0..b.dim {
                             for c in 0..b.dim {
-                                let mut acc = 0.0f32;
-                                for m in 0..order {
-                                    let (h, p) = self.orbits.member(q, m);
-                                    let w = raw
-                                        .get(((o * c_in + i) * nti + h) * taps + p)
-                                        .copied()
-                                        .unwrap_or(0.0);
-                                    acc += f32::from(b.matrix(m)[row_b][c]) * w;
-                                }
                                 let r = o * b.dim + row_b;
                                 let col = (i * q_count + q) * b.dim + c;
                                 // The fast path's bank layout: (rows/MR, cols, MR).
                                 if let Some(slot) =
                                     a.get_mut((r / MR) * cols * MR + col * MR + r % MR)
                                 {
-                                    *slot = acc * scale / stab;
+                                    *slot = self.a_entry(raw, b, (o, row_b), (i, q, c));
                                 }
                             }
                         }
@@ -334,6 +387,31 @@ impl FourierPlan {
             }
         }
         Ok(())
+    }
+
+    /// One transformed weight, `A_rho[(o, b)][(i, q, c)] = d/|G| * sum_m w[o][i][m .
+    /// q] / |S_q| * rho(m)[b][c]`, from the raw weights `(C_out, C_in, nti, K, K)`.
+    fn a_entry(
+        &self,
+        raw: &[f32],
+        block: &Block,
+        (o, row_b): (usize, usize),
+        (i, q, c): (usize, usize, usize),
+    ) -> f32 {
+        let (c_in, nti) = (self.geo.in_channels(), self.geo.nti());
+        let taps = self.geo.kernel() * self.geo.kernel();
+        let order = self.geo.nto();
+        let mut acc = 0.0f32;
+        for m in 0..order {
+            let (h, p) = self.orbits.member(q, m);
+            let w = raw
+                .get(((o * c_in + i) * nti + h) * taps + p)
+                .copied()
+                .unwrap_or(0.0);
+            acc += f32::from(block.matrix(m)[row_b][c]) * w;
+        }
+        let scale = block.dim as f32 / order as f32;
+        acc * scale / self.orbits.stabilizer(q) as f32
     }
 
     /// Checks a whole batch's buffers: `input` exactly
@@ -486,10 +564,38 @@ impl FourierPlan {
                 kernel: kernel.name(),
             });
         }
-        let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
-            p.compute(kernel, b, a, None, c, t)
-        };
-        self.run(image, packed_weights, bias, part, scratch, gemm)
+        match kernel {
+            // SAFETY (both arms): compiled only when the build enables these CPU
+            // features for every function (`-C target-feature` / `target-cpu`), so the
+            // CPU running this code has them: the one requirement of the
+            // `#[target_feature]` entry points, which are otherwise safe Rust.
+            #[cfg(all(
+                target_arch = "x86_64",
+                target_feature = "avx512f",
+                target_feature = "avx2",
+                target_feature = "fma"
+            ))]
+            #[allow(unsafe_code)]
+            Kernel::Avx512 => unsafe {
+                self.forward_image_avx512(image, packed_weights, bias, part, scratch)
+            },
+            #[cfg(all(
+                target_arch = "x86_64",
+                target_feature = "avx2",
+                target_feature = "fma"
+            ))]
+            #[allow(unsafe_code)]
+            Kernel::Avx2Fma => unsafe {
+                self.forward_image_avx2_fma(image, packed_weights, bias, part, scratch)
+            },
+            _ => {
+                let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
+                    p.compute(kernel, b, a, None, c, t)
+                };
+                let (x, w) = (image, packed_weights);
+                self.run::<4, 2, 2, 1>(x, w, bias, part, scratch, gemm, fma_portable)
+            }
+        }
     }
 
     /// [`forward_image`](Self::forward_image) with the AVX2+FMA kernel, for callers
@@ -515,7 +621,8 @@ impl FourierPlan {
         let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
             p.compute_avx2_fma(b, a, None, c, t)
         };
-        self.run(image, packed_weights, bias, part, scratch, gemm)
+        let fma = |a, w, z| fma_avx2(a, w, z);
+        self.run::<8, 2, 2, 1>(image, packed_weights, bias, part, scratch, gemm, fma)
     }
 
     /// [`forward_image`](Self::forward_image) with the AVX-512 kernel, for callers
@@ -541,13 +648,15 @@ impl FourierPlan {
         let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
             p.compute_avx512(b, a, None, c, t)
         };
-        self.run(image, packed_weights, bias, part, scratch, gemm)
+        let fma = |a, w, z| fma_avx512(a, w, z);
+        self.run::<16, 4, 2, 1>(image, packed_weights, bias, part, scratch, gemm, fma)
     }
 
     /// One image, the part `part` of its output, buffers checked. `gemm(plan, B, A,
     /// C, tiles)` runs tiles `tiles` of one block's GEMM into `C`.
     #[inline(always)]
-    fn run(
+    #[allow(clippy::too_many_arguments)]
+    fn run<const L: usize, const CH4: usize, const CH4_ONE: usize, const CH8: usize>(
         &self,
         image: &[f32],
         packed_weights: &[f32],
@@ -555,6 +664,7 @@ impl FourierPlan {
         mut part: ImagePart<'_, '_>,
         scratch: &mut [f32],
         mut gemm: impl FnMut(&FastPlan, &[f32], &[f32], &mut [f32], Range<usize>) -> Result<(), Error>,
+        fma: impl Fn([f32; L], f32, [f32; L]) -> [f32; L] + Copy,
     ) -> Result<(), Error> {
         let (c_out, oh, ow) = (
             self.geo.out_channels(),
@@ -572,8 +682,35 @@ impl FourierPlan {
         if channels.is_empty() || pixels.is_empty() {
             return Ok(());
         }
-        let lens = self.lens;
         let (padded, rest) = scratch.split_at_mut(self.input.packed_input_len());
+        if let Some(lp) = &self.lifting {
+            self.input.pack_input(image, padded)?;
+            let layer = lifting::Layer {
+                orbits: &self.orbits,
+                c_in: self.geo.in_channels(),
+                out_width: ow,
+                out_plane: oh * ow,
+                plane_len: self.input.packed_plane_len(),
+                phase_w: self.input.phase_width(),
+                taps: self.input.tap_offsets(),
+            };
+            let at = (channels, rows);
+            let (w, b) = (packed_weights, bias);
+            match self.geo.nto() {
+                // One input channel: fewer output channels per pass (measured).
+                4 if layer.c_in == 1 => lifting::run::<4, C4, L, CH4_ONE>(
+                    lp, &layer, padded, w, b, at, &mut part, rest, fma,
+                ),
+                4 => lifting::run::<4, C4, L, CH4>(
+                    lp, &layer, padded, w, b, at, &mut part, rest, fma,
+                ),
+                _ => lifting::run::<8, D4, L, CH8>(
+                    lp, &layer, padded, w, b, at, &mut part, rest, fma,
+                ),
+            }
+            return Ok(());
+        }
+        let lens = self.lens;
         let b_total: usize = lens.iter().map(|l| l.0).sum();
         let (b_buf, rest) = rest.split_at_mut(b_total);
         let c_total: usize = lens.iter().map(|l| l.1).sum();
@@ -714,6 +851,45 @@ impl FourierPlan {
             }
         }
     }
+}
+
+/// `acc + w * z` on 4 lanes, rounded after the product and after the sum: the
+/// portable multiply-add of the lifting kernel (`core` has no fused one without a
+/// target feature). `L` and the channels per pass (`run::<L, CH4, CH8>`) are chosen
+/// so that the `CH * |G|` accumulators fit the registers: 16 zmm for AVX-512, 8 ymm
+/// for AVX2, 8 xmm for SSE2.
+#[inline(always)]
+fn fma_portable(mut acc: [f32; 4], w: f32, z: [f32; 4]) -> [f32; 4] {
+    for l in 0..4 {
+        acc[l] += w * z[l];
+    }
+    acc
+}
+
+/// `acc + w * z` with one rounding, on one 8-lane vector.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn fma_avx2(acc: [f32; 8], w: f32, z: [f32; 8]) -> [f32; 8] {
+    use core::arch::x86_64::{_mm256_fmadd_ps, _mm256_set1_ps};
+    bytemuck::cast(_mm256_fmadd_ps(
+        _mm256_set1_ps(w),
+        bytemuck::cast(z),
+        bytemuck::cast(acc),
+    ))
+}
+
+/// `acc + w * z` with one rounding, on one 16-lane vector.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn fma_avx512(acc: [f32; 16], w: f32, z: [f32; 16]) -> [f32; 16] {
+    use core::arch::x86_64::{_mm512_fmadd_ps, _mm512_set1_ps};
+    bytemuck::cast(_mm512_fmadd_ps(
+        _mm512_set1_ps(w),
+        bytemuck::cast(z),
+        bytemuck::cast(acc),
+    ))
 }
 
 /// Where each block's operands of one pixel block live in the scratch buffers and
@@ -966,7 +1142,7 @@ mod tests {
         fourier.fill(f32::NAN);
         fill(x, 3);
         fill(w, 4);
-        let bias = [0.5f32, -0.25, 1.0];
+        let bias = [0.5f32, -0.25, 1.0, 0.75, -2.0];
         let bias = Some(&bias[..geo.bias_len()]);
         let mut bank = [0.0f32; 4096];
         let bank = &mut bank[..geo.bank_len()];
@@ -1007,8 +1183,14 @@ mod tests {
     fn matches_the_direct_path_on_every_pair() {
         // Output widths 5 (< LANES), 8 (= LANES) and 11 (an overlapping last vector).
         compare::<C4>(Domain::Group, shape((2, 3), (4, 5), 3, 1));
-        compare::<C4>(Domain::Z2, shape((2, 3), (3, 8), 3, 1));
         compare::<D4>(Domain::Group, shape((1, 2), (3, 11), 3, 1));
+        // The lifting kernel, whose vectors are 4 (portable) or 16 (AVX-512, as Miri
+        // runs it) pixels: output widths 18 and 8 (whole vectors and an overlapping
+        // last one, or narrower than one), 3 (narrower than any), one and two passes
+        // of channels.
+        compare::<C4>(Domain::Z2, shape((1, 5), (2, 18), 3, 1));
+        compare::<C4>(Domain::Z2, shape((2, 3), (3, 8), 3, 1));
+        compare::<C4>(Domain::Z2, shape((1, 3), (3, 3), 3, 1));
         compare::<D4>(Domain::Z2, shape((3, 1), (5, 21), 3, 2));
     }
 

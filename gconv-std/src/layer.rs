@@ -133,12 +133,14 @@ enum Resolved {
 ///   multiply-add of the kernel (they run at about two thirds of the fast path's rate:
 ///   a weight broadcast per multiply-add and short loops), 3.6 (C4) or 19 (D4) per
 ///   output value for the synthesis and the stores, and 90 000 per call. Fitted by
-///   least squares (non-negative) on 54 lifting layers (C4 and D4, 1/3/8 input
-///   channels, 3x3/5x5/7x7, 32/96/224 pixels wide, 16 output channels): it picks the
+///   `gconv-bench/fit_lifting_cost.py` (non-negative least squares) on 54 lifting
+///   layers (C4 and D4, 1/3/8 input channels, 3x3/5x5/7x7, 32/96/224 pixels wide, 16
+///   output channels; times in `gconv-bench/lifting_cost_times.txt`): it picks the
 ///   faster path on 51 of them and costs at most 20% on the other three (D4 layers
-///   where both paths are within 6-20%). It takes the Fourier path for every C4
+///   where the paths are within 6-20%). It takes the Fourier path for every C4
 ///   lifting layer there except 1->16 3x3 on 32x32 (fast 0.012 ms, Fourier 0.013),
-///   and keeps the fast path for the D4 3x3 layers with 1 or 3 input channels.
+///   and keeps the fast path for the D4 3x3 layers with 1 or 3 input channels and the
+///   D4 1->16 5x5 layers from 96x96 up.
 pub fn fourier_pays(fast: &FastPlan, fourier: &FourierPlan) -> bool {
     let images = fourier.geometry().batch() as f64;
     let fast_cost = images * fast.macs_run_per_image() as f64;

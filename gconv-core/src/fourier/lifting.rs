@@ -576,5 +576,6 @@ mod tests {
         };
         assert_eq!(terms(3), (13, 17));
         assert_eq!(terms(5), (37, 45));
+        assert_eq!(terms(7), (73, 85));
     }
 }

@@ -34,6 +34,11 @@ use gconv_core::{C4, ConvGeometry, ConvShape, D4, Domain, Error, Group, Padding}
 use gconv_std::reference::{RefGroup, RefOutput};
 use rand::rngs::StdRng;
 
+/// Whether two outputs are the same bits, value for value.
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
 /// Orbits of (plane, tap) pairs under `k . (h, p) = entry(k^-1, h, p)`, each as its
 /// distinct members, with the stabilizer size. Written from the index table only.
 fn orbits<G: Group>(nti: usize, k: usize) -> Vec<(Vec<(usize, usize)>, usize)> {
@@ -392,12 +397,7 @@ fn fourier_errors_leave_the_output_untouched() {
         plan.forward_image(kernel, image, &packed, Some(&b), part, &mut scratch)
             .unwrap();
     }
-    assert!(
-        whole
-            .iter()
-            .zip(&split)
-            .all(|(a, b)| a.to_bits() == b.to_bits())
-    );
+    assert!(same_bits(&whole, &split));
     // Weights: wrong raw or packed length, nothing written.
     let mut p2 = vec![3.0f32; plan.packed_weights_len()];
     assert_eq!(
@@ -481,12 +481,7 @@ fn threads_case<G: Group>(domain: Domain, channels: (usize, usize), seed: u64) {
             // threads get work either way.
             let what = format!("{domain:?} {channels:?} batch {batch}, {threads} threads");
             assert_eq!(pieces, threads, "{what}");
-            assert!(
-                one.iter()
-                    .zip(&par)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "{what}"
-            );
+            assert!(same_bits(&one, &par), "{what}");
         }
     }
 }
@@ -549,13 +544,7 @@ fn fourier_lifting_channel_groups_split_is_bitwise() {
                     )
                     .unwrap();
                 }
-                assert!(
-                    whole
-                        .iter()
-                        .zip(&split)
-                        .all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "{geo:?} {kernel:?} cut {cut}"
-                );
+                assert!(same_bits(&whole, &split), "{geo:?} {kernel:?} cut {cut}");
             }
         }
     }
@@ -753,10 +742,7 @@ fn rows_case<G: Group>(
             .unwrap();
         }
         assert!(
-            whole
-                .iter()
-                .zip(&out)
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            same_bits(&whole, &out),
             "{domain:?} {channels:?} {kernel:?} {split:?}"
         );
     }

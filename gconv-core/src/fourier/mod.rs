@@ -352,7 +352,10 @@ impl FourierPlan {
         let (c_out, c_in) = (self.geo.out_channels(), self.geo.in_channels());
         if let Some(lp) = &self.lifting {
             // The same numbers in the lifting kernel's order (`lifting.rs`).
-            let a = |block: usize, ob, iqc| self.a_entry(raw, &self.blocks[block], ob, iqc);
+            let a = |block: usize, ob, iqc| {
+                let b = self.blocks.get(block);
+                b.map_or(0.0, |b| self.a_entry(raw, b, ob, iqc))
+            };
             match self.geo.nto() {
                 4 => lp.pack_weights::<4, C4>(c_out, c_in, packed, a),
                 _ => lp.pack_weights::<8, D4>(c_out, c_in, packed, a),

@@ -130,7 +130,8 @@ pub struct FourierPlan {
     blocks: &'static [Block],
     /// `C_in * Q`: terms per coefficient column.
     terms: usize,
-    /// `(B_rho, C_rho)` lengths of each block for a full pixel block.
+    /// `(B_rho, C_rho)` lengths of each block for a full pixel block (zero for a
+    /// lifting layer, which runs the lifting kernel instead).
     lens: [(usize, usize); MAX_BLOCKS],
     /// Lifting layers: the fused kernel's plan (`lifting.rs`), used instead of the
     /// GEMMs.
@@ -179,8 +180,12 @@ impl FourierPlan {
                 _ => LiftingPlan::new::<8, D4>(&plan.orbits),
             };
         }
-        // Every length the plan reports is computed once, checked for overflow.
-        plan.lens = plan.block_lens()?;
+        // Every length the plan reports is computed once, checked for overflow. A
+        // lifting layer runs no GEMMs: its block lengths (a FastPlan per block to
+        // build, on every call that resolves a path) stay zero.
+        if plan.lifting.is_none() {
+            plan.lens = plan.block_lens()?;
+        }
         plan.scratch_len = plan.scratch_len_checked()?;
         plan.packed_weights_len = plan.packed_weights_len_checked()?;
         Ok(plan)

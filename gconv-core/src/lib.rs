@@ -9,6 +9,8 @@
 //!
 //! * [`group`]: the groups, their `const` tables and the `const fn` index tables.
 //! * [`conv`]: lifting (Z2 -> G) and group (G -> G) convolutions, filter expansion.
+//! * [`blocked`]: the register-blocked path for targets without x86 SIMD (Cortex-M4F):
+//!   from raw weights, with one block of packed filters as scratch.
 //! * [`fast`]: the register-tiled fast path (packed operands, portable and AVX2+FMA
 //!   micro-kernels) for the same four convolutions.
 //! * [`fourier`]: the group-Fourier path, 2.7x (C4) to 5.3x (D4) fewer
@@ -44,6 +46,7 @@
 // (`scripts/miri.sh`).
 #![deny(unsafe_code)]
 
+pub mod blocked;
 pub mod conv;
 mod driver;
 pub mod equivariance;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use gconv_std::gconv_core::layers::Reduce;
 use gconv_std::model::Dense;
+use gconv_std::reference::{RefConvSpec, RefGroup, reference_conv};
 use gconv_std::{AnyConv, ConvPath, Feature, Layer, Model, Padding, Pair, Space, Tensor};
 
 /// Input size, channels and classes of the example network (must match src/main.rs).
@@ -129,6 +130,108 @@ fn model(out: &mut String, module: &str, lift: Pair, group: Pair, seed: u64, inp
     out.push_str("}\n");
 }
 
+/// The measured layers of the Cortex-M4 issue: `(name, group, lifting, C_in, C_out,
+/// size)`, all 3x3, `same` padding, stride 1, batch 1. Must match `SHAPES` use in
+/// src/main.rs (which reads them from the generated `data::shapes`).
+const SHAPES: [(&str, RefGroup, bool, usize, usize, usize); 5] = [
+    ("a", RefGroup::C4, false, 10, 10, 28),
+    ("e", RefGroup::C4, false, 4, 4, 16),
+    ("d4", RefGroup::D4, false, 4, 4, 16),
+    ("lift-c4", RefGroup::C4, true, 1, 10, 28),
+    ("lift-d4", RefGroup::D4, true, 1, 10, 28),
+];
+
+/// Writes `data` as little-endian f32 to `OUT_DIR/<file>` (embedded with
+/// `include_bytes!`: large inputs and expected outputs would make slow source).
+fn blob(file: &str, data: &[f32]) {
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let path = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join(file);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The measured layers: seeded raw weights and biases as `static` arrays (flash), the
+/// input, and the expected output with its per-output tolerance from the **f64
+/// reference** (`gconv_std::reference`, written from the definition; not the kernel
+/// the device runs), as little-endian f32 blobs.
+fn shapes(out: &mut String) {
+    out.push_str("/// The measured layers (3x3, same padding, stride 1, batch 1).\npub mod shapes {\n");
+    out.push_str("    use super::Shape;\n");
+    let mut list = String::from("    pub static ALL: [Shape; 5] = [\n");
+    let selftest = std::env::var_os("GCONV_CM4_SELFTEST_FAIL").is_some_and(|v| v == "1");
+    for (n, &(name, group, lifting, c_in, c_out, size)) in SHAPES.iter().enumerate() {
+        let mut rng = SplitMix(0x5EED_0000 + n as u64);
+        let nti = if lifting { 1 } else { group.order() };
+        let (k, planes_in) = (3, c_in * nti);
+        let fan_in = planes_in * k * k;
+        let x = rng.vec(planes_in * size * size, 1.0);
+        let w = rng.vec(c_out * fan_in, (6.0 / fan_in as f32).sqrt());
+        let b = rng.vec(c_out, 0.1);
+        let spec = RefConvSpec {
+            group,
+            lifting,
+            batch: 1,
+            in_channels: c_in,
+            out_channels: c_out,
+            height: size,
+            width: size,
+            kernel: k,
+            stride: 1,
+            pad: [1; 4],
+        };
+        let r = reference_conv(&spec, &x, &w, Some(&b));
+        let plane = group.order() * size * size;
+        let mut expected: Vec<f32> = r.value.iter().map(|&v| v as f32).collect();
+        // The f32 rounding bound of a sum of `fan_in` products plus the bias,
+        // `(T + 2) * eps * (sum |x w| + |b|)`, plus the rounding of the f64 value to
+        // f32 (half an ulp). An indexing or layout error is O(|y|), far above it.
+        let tol: Vec<f32> = r
+            .abs_sum
+            .iter()
+            .zip(&r.value)
+            .enumerate()
+            .map(|(i, (&s, &v))| {
+                let bias = f64::from(b[i / plane].abs());
+                ((fan_in as f64 + 2.0) * f64::from(f32::EPSILON) * (s + bias)
+                    + 0.5 * f64::from(f32::EPSILON) * v.abs()) as f32
+            })
+            .collect();
+        if selftest {
+            // Self-test of the failure path: one output off by 1% of max|y|.
+            let scale = expected.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let mid = expected.len() / 2;
+            expected[mid] += 0.01 * scale;
+        }
+        let id = name.replace('-', "_");
+        blob(&format!("{id}_x.bin"), &x);
+        blob(&format!("{id}_y.bin"), &expected);
+        blob(&format!("{id}_tol.bin"), &tol);
+        let upper = id.to_uppercase();
+        array_indented(out, &format!("{upper}_W"), &w);
+        array_indented(out, &format!("{upper}_B"), &b);
+        writeln!(
+            list,
+            "        Shape {{ name: {name:?}, order: {order}, lifting: {lifting}, in_channels: {c_in}, \
+             out_channels: {c_out}, size: {size}, weight: &{upper}_W, bias: &{upper}_B, \
+             input: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{id}_x.bin\")), \
+             expected: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{id}_y.bin\")), \
+             tolerance: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{id}_tol.bin\")) }},",
+            order = group.order(),
+        )
+        .unwrap();
+    }
+    list.push_str("    ];\n");
+    out.push_str(&list);
+    out.push_str("}\n");
+}
+
+fn array_indented(out: &mut String, name: &str, data: &[f32]) {
+    let mut text = String::new();
+    array(&mut text, name, data);
+    for line in text.lines() {
+        writeln!(out, "    {line}").unwrap();
+    }
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=GCONV_CM4_SELFTEST_FAIL");
@@ -139,6 +242,7 @@ fn main() {
     array(&mut out, "INPUT", input.data());
     model(&mut out, "c4", Pair::Z2C4, Pair::C4C4, 7, &input);
     model(&mut out, "d4", Pair::Z2D4, Pair::D4D4, 11, &input);
+    shapes(&mut out);
     let path = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("data.rs");
     std::fs::write(path, out).unwrap();
 }

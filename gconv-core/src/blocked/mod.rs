@@ -185,21 +185,29 @@ pub(crate) fn pack_block(
         debug_assert!(false, "raw weight shorter than its geometry");
         return;
     };
+    let c_in = geo.in_channels();
     for m in 0..MR {
         let t = t0 + m;
         for tap in 0..taps {
-            let (u, v) = (tap / k, tap % k);
-            for c in 0..geo.in_channels() * nti {
-                let (i, s) = (c / nti, c % nti);
-                let source = table_entry(nti, k, t, s, u, v)
-                    .and_then(|(plane, su, sv)| raw.get((i * nti + plane) * taps + su * k + sv));
-                let dest = packed.get_mut((c * taps + tap) * MR + m);
-                debug_assert!(
-                    source.is_some() && dest.is_some(),
-                    "index table out of range"
-                );
-                if let (Some(&w), Some(d)) = (source, dest) {
-                    *d = w;
+            // The table entry splits into a spatial source, which depends on (t, tap)
+            // only, and an input plane, which depends on (t, s) only.
+            let Some((_, su, sv)) = table_entry(nti, k, t, 0, tap / k, tap % k) else {
+                debug_assert!(false, "index table out of range");
+                return;
+            };
+            let source_tap = su * k + sv;
+            for s in 0..nti {
+                let Some((plane, _, _)) = table_entry(nti, k, t, s, 0, 0) else {
+                    debug_assert!(false, "index table out of range");
+                    return;
+                };
+                for i in 0..c_in {
+                    let source = raw.get((i * nti + plane) * taps + source_tap);
+                    let dest = packed.get_mut(((i * nti + s) * taps + tap) * MR + m);
+                    debug_assert!(source.is_some() && dest.is_some(), "packing out of range");
+                    if let (Some(&w), Some(d)) = (source, dest) {
+                        *d = w;
+                    }
                 }
             }
         }
@@ -253,60 +261,86 @@ impl Layout {
         (lo, hi.max(lo))
     }
 
-    /// Output columns `lo..hi` whose whole window is inside the input (stride 1):
-    /// `x - pad_left >= 0` and `x + K - 1 - pad_left <= W - 1`.
-    fn interior_columns(&self) -> (usize, usize) {
-        let lo = self.pad_left.min(self.ow);
-        let hi = (self.w + self.pad_left + 1)
-            .saturating_sub(self.k)
-            .min(self.ow);
+    /// Output indices `lo..hi` along one axis whose whole window is inside the input
+    /// (stride 1): `i - pad >= 0` and `i + K - 1 - pad <= size - 1`.
+    fn interior(&self, pad: usize, size: usize, out: usize) -> (usize, usize) {
+        let lo = pad.min(out);
+        let hi = (size + pad + 1).saturating_sub(self.k).min(out);
         (lo, hi.max(lo))
     }
 
     /// Computes the `MR` output planes `y_block` (`MR * H'*W'`, planes in order) of
     /// one block from one image `x_image` (`planes_in * H*W`) and the block's packed
     /// filters.
+    ///
+    /// Stride 1: every output row's interior columns go through row tiles
+    /// ([`tile::Strip`]); the edge columns of the interior rows through column tiles
+    /// ([`tile::Column`]); the corners through the single-pixel kernel. Strided
+    /// layers: every pixel through the single-pixel kernel.
     fn run_block(&self, x_image: &[f32], packed: &[f32], bias: f32, y_block: &mut [f32]) {
-        let (col_lo, col_hi) = if self.stride == 1 {
-            self.interior_columns()
+        let mut out = tile::OutBlock {
+            block: y_block,
+            plane: self.out_plane,
+            width: self.ow,
+        };
+        let (cols, rows) = if self.stride == 1 {
+            (
+                self.interior(self.pad_left, self.w, self.ow),
+                self.interior(self.pad_top, self.h, self.oh),
+            )
         } else {
-            (0, 0) // strided layers: every pixel through the single-pixel kernel
+            ((0, 0), (0, 0))
         };
         for y in 0..self.oh {
-            let rows = self.taps_inside(y, self.pad_top, self.h);
-            let mut out = tile::OutRow {
-                block: &mut *y_block,
-                plane: self.out_plane,
-                offset: y * self.ow,
-            };
-            if rows.0 == rows.1 {
+            let taps = self.taps_inside(y, self.pad_top, self.h);
+            if taps.0 == taps.1 {
                 // Only padding above or below: the bias alone.
                 for x in 0..self.ow {
-                    out.store(x, &[[bias]; MR]);
+                    out.store_row(y, x, &[[bias]; MR]);
                 }
                 continue;
             }
             // Input row of the first filter row inside the input.
-            let row0 = y * self.stride + rows.0 - self.pad_top;
-            for x in (0..col_lo).chain(col_hi..self.ow) {
-                let cols = self.taps_inside(x, self.pad_left, self.w);
-                let acc = tile::pixel(self, x_image, packed, row0, rows, x, cols, bias);
-                out.store(x, &acc);
+            let row0 = y * self.stride + taps.0 - self.pad_top;
+            let is_interior_row = rows.0 <= y && y < rows.1;
+            for x in (0..cols.0).chain(cols.1..self.ow) {
+                if !is_interior_row {
+                    let col_taps = self.taps_inside(x, self.pad_left, self.w);
+                    let acc = tile::pixel(self, x_image, packed, row0, taps, x, col_taps, bias);
+                    out.store_row(y, x, &acc);
+                }
             }
-            if col_lo < col_hi {
+            if cols.0 < cols.1 {
                 let strip = tile::Strip {
                     lay: self,
                     x_image,
                     packed,
                     row0,
-                    rows,
+                    taps,
                     bias,
                 };
                 match self.k {
-                    1 => strip.run::<1>(col_lo, col_hi, &mut out),
-                    3 => strip.run::<3>(col_lo, col_hi, &mut out),
-                    5 => strip.run::<5>(col_lo, col_hi, &mut out),
-                    _ => strip.run_any_k(col_lo, col_hi, &mut out),
+                    1 => strip.run::<1>(y, cols, &mut out),
+                    3 => strip.run::<3>(y, cols, &mut out),
+                    5 => strip.run::<5>(y, cols, &mut out),
+                    _ => strip.run_any_k(y, cols, &mut out),
+                }
+            }
+        }
+        if rows.0 < rows.1 {
+            for x in (0..cols.0).chain(cols.1..self.ow) {
+                let column = tile::Column {
+                    lay: self,
+                    x_image,
+                    packed,
+                    x,
+                    taps: self.taps_inside(x, self.pad_left, self.w),
+                    bias,
+                };
+                match self.k {
+                    3 => column.run::<3>(rows, &mut out),
+                    5 => column.run::<5>(rows, &mut out),
+                    _ => column.run_any_k(rows, &mut out),
                 }
             }
         }

@@ -55,8 +55,8 @@
 mod tile;
 
 use crate::error::{Buffer, Error, check_len};
-use crate::group::Group;
 use crate::group::tables::table_entry;
+use crate::group::{Group, compose_closed_form, inverse_closed_form};
 use crate::shape::{ConvGeometry, ConvShape, Domain};
 
 /// Output planes per block: orientations of one G-channel, kept in registers
@@ -188,29 +188,75 @@ pub(crate) fn pack_block(
     let c_in = geo.in_channels();
     for m in 0..MR {
         let t = t0 + m;
-        for tap in 0..taps {
-            // The table entry splits into a spatial source, which depends on (t, tap)
-            // only, and an input plane, which depends on (t, s) only.
-            let Some((_, su, sv)) = table_entry(nti, k, t, 0, tap / k, tap % k) else {
-                debug_assert!(false, "index table out of range");
-                return;
+        // The spatial part of the table is an affine map of the tap for a fixed `t`
+        // (a rotation or flip of the grid): `source(u, v) = base + du*u + dv*v` in
+        // the filter's row-major taps. Read it off three entries instead of
+        // evaluating the table for every tap.
+        let Some(map) = SpatialMap::of(t, k) else {
+            debug_assert!(false, "index table out of range");
+            return;
+        };
+        for s in 0..nti {
+            // Input plane `T = t^-1 s` (0 for a lifting layer).
+            let plane = if nti == 1 {
+                0
+            } else {
+                compose_closed_form(inverse_closed_form(t), s)
             };
-            let source_tap = su * k + sv;
-            for s in 0..nti {
-                let Some((plane, _, _)) = table_entry(nti, k, t, s, 0, 0) else {
-                    debug_assert!(false, "index table out of range");
+            for i in 0..c_in {
+                let (src, dst) = ((i * nti + plane) * taps, (i * nti + s) * taps);
+                let (Some(src), Some(dst)) = (
+                    raw.get(src..src + taps),
+                    packed.get_mut(dst * MR..(dst + taps) * MR),
+                ) else {
+                    debug_assert!(false, "packing out of range");
                     return;
                 };
-                for i in 0..c_in {
-                    let source = raw.get((i * nti + plane) * taps + source_tap);
-                    let dest = packed.get_mut(((i * nti + s) * taps + tap) * MR + m);
-                    debug_assert!(source.is_some() && dest.is_some(), "packing out of range");
-                    if let (Some(&w), Some(d)) = (source, dest) {
-                        *d = w;
+                let mut dst_taps = dst.chunks_exact_mut(MR);
+                for u in 0..k {
+                    let mut source = map.row_start(u);
+                    for _ in 0..k {
+                        let w = src.get(source as usize);
+                        let d = dst_taps.next().and_then(|d| d.get_mut(m));
+                        debug_assert!(w.is_some() && d.is_some(), "packing out of range");
+                        if let (Some(&w), Some(d)) = (w, d) {
+                            *d = w;
+                        }
+                        source += map.dv;
                     }
                 }
             }
         }
+    }
+}
+
+/// The spatial action of one group element on a `k x k` filter as an affine map of
+/// row-major tap indices: tap `(u, v)` reads tap `base + du*u + dv*v`.
+struct SpatialMap {
+    base: isize,
+    du: isize,
+    dv: isize,
+}
+
+impl SpatialMap {
+    /// The map of element `t` from the index table's closed form ([`table_entry`]);
+    /// `None` for an element or kernel size out of range.
+    fn of(t: usize, k: usize) -> Option<Self> {
+        let tap = |u: usize, v: usize| {
+            table_entry(1, k, t, 0, u, v).map(|(_, su, sv)| (su * k + sv) as isize)
+        };
+        let base = tap(0, 0)?;
+        // A 1x1 filter has a single tap: the steps are never taken.
+        let (du, dv) = if k > 1 {
+            (tap(1, 0)? - base, tap(0, 1)? - base)
+        } else {
+            (0, 0)
+        };
+        Some(SpatialMap { base, du, dv })
+    }
+
+    fn row_start(&self, u: usize) -> isize {
+        self.base + self.du * u as isize
     }
 }
 

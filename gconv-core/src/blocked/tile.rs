@@ -33,7 +33,7 @@ pub(super) struct OutBlock<'a> {
 impl OutBlock<'_> {
     /// Writes `acc[m][j]` to pixel `(y, x + j)` of plane `m`.
     #[inline(always)]
-    pub fn store_row<const NR: usize>(&mut self, y: usize, x: usize, acc: &[[f32; NR]; MR]) {
+    pub(super) fn store_row<const NR: usize>(&mut self, y: usize, x: usize, acc: &[[f32; NR]; MR]) {
         for (m, values) in acc.iter().enumerate() {
             let start = m * self.plane + y * self.width + x;
             let dest = self.block.get_mut(start..start + NR);

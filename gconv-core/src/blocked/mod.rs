@@ -54,6 +54,8 @@
 
 mod tile;
 
+use core::num::NonZeroUsize;
+
 use crate::error::{Buffer, Error, check_len};
 use crate::group::tables::table_entry;
 use crate::group::{Group, compose_closed_form, inverse_closed_form};
@@ -124,12 +126,14 @@ pub fn forward_geometry(
     output: &mut [f32],
     scratch: &mut [f32],
 ) -> Result<(), Error> {
-    if !geo.nto().is_multiple_of(MR) {
+    let blocks_per_channel = NonZeroUsize::new(geo.nto() / MR);
+    let (Some(blocks_per_channel), true) = (blocks_per_channel, geo.nto().is_multiple_of(MR))
+    else {
         return Err(Error::GroupOrderNotTileable {
             order: geo.nto(),
             tile: MR,
         });
-    }
+    };
     check_len(Buffer::Input, input.len(), geo.input_len())?;
     check_len(Buffer::Weight, weight.len(), geo.weight_len())?;
     if let Some(b) = bias {
@@ -144,7 +148,9 @@ pub fn forward_geometry(
             found: scratch.len(),
         });
     };
-    let lay = Layout::new(geo);
+    let Some(lay) = Layout::new(geo) else {
+        return Ok(()); // unreachable: the geometry has no zero size
+    };
     let (in_image, out_image) = (
         lay.planes_in * lay.plane_len,
         lay.planes_out * lay.out_plane,
@@ -152,14 +158,13 @@ pub fn forward_geometry(
     if in_image == 0 || out_image == 0 || lay.out_plane == 0 {
         return Ok(()); // unreachable: the geometry has no zero size
     }
-    let blocks_per_channel = geo.nto() / MR;
     for (x_image, y_image) in input
         .chunks_exact(in_image)
         .zip(output.chunks_exact_mut(out_image))
     {
         for (block, y_block) in y_image.chunks_exact_mut(MR * lay.out_plane).enumerate() {
             let channel = block / blocks_per_channel;
-            let t0 = (block % blocks_per_channel) * MR;
+            let t0 = (block % blocks_per_channel.get()) * MR;
             pack_block(geo, weight, channel, t0, packed);
             let b = bias.and_then(|b| b.get(channel)).copied().unwrap_or(0.0);
             lay.run_block(x_image, packed, b, y_block);
@@ -275,14 +280,19 @@ struct Layout {
     planes_out: usize,
     /// `H * W`.
     plane_len: usize,
+    /// `H * W` for `chunks_exact` (nonzero, so that no panic path is compiled).
+    plane_chunk: NonZeroUsize,
+    /// `K * K * MR`: one input plane's packed weights of a block.
+    filter_chunk: NonZeroUsize,
     /// `H' * W'`.
     out_plane: usize,
 }
 
 impl Layout {
-    fn new(geo: &ConvGeometry) -> Self {
+    /// `None` for a zero plane or kernel, which a validated geometry never has.
+    fn new(geo: &ConvGeometry) -> Option<Self> {
         let [pad_top, _, pad_left, _] = geo.padding();
-        Layout {
+        Some(Layout {
             h: geo.height(),
             w: geo.width(),
             k: geo.kernel(),
@@ -294,8 +304,10 @@ impl Layout {
             planes_in: geo.in_channels() * geo.nti(),
             planes_out: geo.out_channels() * geo.nto(),
             plane_len: geo.height() * geo.width(),
+            plane_chunk: NonZeroUsize::new(geo.height() * geo.width())?,
+            filter_chunk: NonZeroUsize::new(geo.kernel() * geo.kernel() * MR)?,
             out_plane: geo.out_height() * geo.out_width(),
-        }
+        })
     }
 
     /// Filter taps `lo..hi` whose input index `out * stride + tap - pad` lies in

@@ -85,12 +85,11 @@ pub(super) fn pixel(
     if cols.0 == cols.1 {
         return acc.map(|a| [a]); // only padding left or right: the bias alone
     }
-    let taps = lay.k * lay.k;
     // Input column of filter column `cols.0`.
     let col0 = x * lay.stride + cols.0 - lay.pad_left;
     for (x_plane, w_plane) in x_image
-        .chunks_exact(lay.plane_len)
-        .zip(packed.chunks_exact(taps * MR))
+        .chunks_exact(lay.plane_chunk.get())
+        .zip(packed.chunks_exact(lay.filter_chunk.get()))
     {
         for p in rows.0..rows.1 {
             let row = (row0 + p - rows.0) * lay.w + col0;
@@ -181,8 +180,8 @@ impl Strip<'_> {
         let (w_first, w_rows) = (self.taps.0 * K, self.taps.1 - self.taps.0);
         for (x_plane, w_plane) in self
             .x_image
-            .chunks_exact(lay.plane_len)
-            .zip(self.packed.chunks_exact(K * K * MR))
+            .chunks_exact(lay.plane_chunk.get())
+            .zip(self.packed.chunks_exact(lay.filter_chunk.get()))
         {
             let (w_taps, _) = w_plane.as_chunks::<MR>();
             for r in 0..w_rows {
@@ -220,8 +219,8 @@ impl Strip<'_> {
         let (w_first, w_rows) = (self.taps.0 * k, self.taps.1 - self.taps.0);
         for (x_plane, w_plane) in self
             .x_image
-            .chunks_exact(lay.plane_len)
-            .zip(self.packed.chunks_exact(k * k * MR))
+            .chunks_exact(lay.plane_chunk.get())
+            .zip(self.packed.chunks_exact(lay.filter_chunk.get()))
         {
             let (w_taps, _) = w_plane.as_chunks::<MR>();
             for r in 0..w_rows {
@@ -322,8 +321,8 @@ impl Column<'_> {
         let span = (NR + K - 2) * lay.w + 1;
         for (x_plane, w_plane) in self
             .x_image
-            .chunks_exact(lay.plane_len)
-            .zip(self.packed.chunks_exact(K * K * MR))
+            .chunks_exact(lay.plane_chunk.get())
+            .zip(self.packed.chunks_exact(lay.filter_chunk.get()))
         {
             let (w_taps, _) = w_plane.as_chunks::<MR>();
             for q in self.taps.0..self.taps.1 {

@@ -7,10 +7,11 @@
 //! The output planes `C_out*|G|` are taken [`MR`] at a time: `MR` orientations of one
 //! G-channel (`MR` divides `|G|`), which share the bias. For each block:
 //!
-//! 1. **Pack** ([`pack_block`]): the block's filters are expanded from the raw weights
+//! 1. **Pack**: the block's filters are expanded from the raw weights
 //!    `(C_out, C_in, nti, K, K)` by the index table's closed form
-//!    ([`table_entry`](crate::group::tables::table_entry), the `const fn` the
-//!    compile-time tables are built from) straight into the order the loop reads
+//!    ([`crate::group::tables::table_entry`], the `const fn` the compile-time
+//!    tables are built from: per element, an affine map of the taps and a
+//!    permutation of the input planes) straight into the order the loop reads
 //!    them:
 //!
 //!    ```text

@@ -116,49 +116,9 @@ enum Resolved {
     Fourier(FourierPlan),
 }
 
-/// Whether the Fourier path is expected to beat the fast path on `plan`'s layer.
-///
-/// A cost model in multiply-add equivalents, per call, with constants measured on
-/// one core of a Zen 4 (AVX-512); the fast path pays its multiply-adds
-/// ([`FastPlan::macs_run_per_image`]).
-///
-/// * Group layers (the GEMMs): the GEMMs' multiply-adds
-///   ([`FourierPlan::macs_per_image`]), 12 per value the transforms read and write
-///   ([`FourierPlan::transform_values_per_image`]; they run at about a twelfth of the
-///   GEMMs' rate per value) and 800 000 per call (plans and block set-up, about
-///   15 us). Measured outcome (README table): the C4 and D4 group layers from 10->10
-///   channels up take the Fourier path (1.6-3.7x faster than the fast path); the 4->4
-///   channel layer at 16x16 keeps the fast path.
-/// * Lifting layers (the fused kernel, [`FourierPlan::lifting_kernel`]): 1.5 per
-///   multiply-add of the kernel (they run at about two thirds of the fast path's rate:
-///   a weight broadcast per multiply-add and short loops), 3.6 (C4) or 19 (D4) per
-///   output value for the synthesis and the stores, and 90 000 per call. Fitted by
-///   `gconv-bench/fit_lifting_cost.py` (non-negative least squares) on 54 lifting
-///   layers (C4 and D4, 1/3/8 input channels, 3x3/5x5/7x7, 32/96/224 pixels wide, 16
-///   output channels; times in `gconv-bench/lifting_cost_times.txt`): it picks the
-///   faster path on 51 of them and costs at most 20% on the other three (D4 layers
-///   where the paths are within 6-20%). It takes the Fourier path for every C4
-///   lifting layer there except 1->16 3x3 on 32x32 (fast 0.012 ms, Fourier 0.013),
-///   and keeps the fast path for the D4 3x3 layers with 1 or 3 input channels and the
-///   D4 1->16 5x5 layers from 96x96 up.
-pub fn fourier_pays(fast: &FastPlan, fourier: &FourierPlan) -> bool {
-    let images = fourier.geometry().batch() as f64;
-    let fast_cost = images * fast.macs_run_per_image() as f64;
-    let fourier_cost = if fourier.lifting_kernel() {
-        let per_output = if fourier.geometry().nto() == 4 {
-            3.6
-        } else {
-            19.0
-        };
-        let outputs = fast.image_output_len() as f64;
-        images * (1.5 * fourier.macs_per_image() as f64 + per_output * outputs) + 90_000.0
-    } else {
-        images
-            * (fourier.macs_per_image() as f64 + 12.0 * fourier.transform_values_per_image() as f64)
-            + 800_000.0
-    };
-    fourier_cost < fast_cost
-}
+/// The Auto path's cost model, now in the core's plan API (kept here for callers of
+/// `gconv_std::layer::fourier_pays`).
+pub use gconv_core::plan::fourier_pays;
 
 /// Lifting convolution Z2 -> G.
 pub type LiftingConv<G> = GConv<G, FromZ2>;

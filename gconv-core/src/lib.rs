@@ -15,6 +15,9 @@
 //!   micro-kernels) for the same four convolutions.
 //! * [`fourier`]: the group-Fourier path, 2.7x (C4) to 5.3x (D4) fewer
 //!   multiplications for group convolutions, on the fast path's micro-kernels.
+//! * [`plan`]: one API for every path: [`Plan::new`] validates a layer's shape and
+//!   chooses the algorithm (direct, blocked, fast or Fourier; `Auto` by a cost
+//!   model), then sizes the buffers, prepares the weights and runs the forward pass.
 //! * [`shape`]: padding, shapes, output and buffer sizes.
 //! * [`pool`]: spatial max and average pooling of Z2 and group maps.
 //! * [`layers`]: group pooling, per-channel affine (batch norm), ReLU, global average
@@ -55,12 +58,14 @@ pub mod fast;
 pub mod fourier;
 pub mod group;
 pub mod layers;
+pub mod plan;
 pub mod pool;
 pub mod shape;
 mod simd;
 
 pub use error::{Buffer, Dim, Error};
 pub use group::{C4, D4, Group};
+pub use plan::{Algorithm, AlgorithmChoice, Plan};
 pub use shape::{ConvGeometry, ConvShape, Domain, Padding};
 
 /// Data for the unit tests of the fast and Fourier paths.

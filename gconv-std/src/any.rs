@@ -269,6 +269,14 @@ impl AnyConv {
         each!(self, l => l.path_name(input_shape))
     }
 
+    /// See [`GConv::algorithm`](crate::GConv::algorithm).
+    ///
+    /// # Errors
+    /// As [`GConv::algorithm`](crate::GConv::algorithm).
+    pub fn algorithm(&self, input_shape: &[usize]) -> Result<gconv_core::Algorithm, Error> {
+        each!(self, l => l.algorithm(input_shape))
+    }
+
     /// See [`GConv::fast_plan`](crate::GConv::fast_plan).
     ///
     /// # Errors

@@ -11,15 +11,23 @@
 //! ([`gconv_core::fourier::FourierPlan::pack_weights`]), both computed once per
 //! weight change, and runs the path chosen by [`ConvPath`] (by default the fastest
 //! that applies).
+//!
+//! The path is the core's decision: a forward pass builds a [`Plan`] for its input
+//! shape ([`Plan::new`] with the layer's [`ConvPath`] and the micro-kernel detected
+//! at run time, [`crate::fast::kernel`]) and keeps it, so that the next call on the
+//! same shape reuses it. The cache holds one plan (the last input shape); it is
+//! dropped by [`GConv::set_path`] and [`GConv::set_weights`], a clone starts without
+//! it, and equality ignores it.
 
 use core::fmt;
 use core::marker::PhantomData;
+use std::sync::{Arc, Mutex};
 
 use gconv_core::conv::expand::{expand_filter_bank, expanded_bank_len};
-use gconv_core::conv::{group::group_conv_expanded, lifting::lifting_conv_expanded};
 use gconv_core::equivariance::layer_is_equivariant;
 use gconv_core::fast::{FastPlan, pack_bank};
 use gconv_core::fourier::FourierPlan;
+use gconv_core::plan::{Algorithm, AlgorithmChoice, Plan};
 use gconv_core::{C4, ConvGeometry, ConvShape, D4, Dim, Domain, Group, Padding};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
@@ -64,21 +72,100 @@ pub struct GConv<G: Group, D: InputDomain> {
     /// The Fourier path's packed weights (empty when it cannot take the layer).
     fourier: Vec<f32>,
     path: ConvPath,
+    /// The core plan of the last input shape.
+    plans: PlanCache<G>,
     _pair: PhantomData<(G, D)>,
 }
 
+/// The core [`Plan`] of the last input shape a layer ran on, keyed by the whole
+/// input shape (batch included: the plan's geometry and cost model depend on it).
+///
+/// A cache, not part of the layer's value: a clone starts empty and two caches are
+/// always equal, so `Clone` and `PartialEq` of [`GConv`] see the weights and settings
+/// only.
+///
+/// Boxed, so that the cache adds two words to a layer (enums of layers stay small).
+struct PlanCache<G: Group>(Mutex<Option<Box<CachedPlan<G>>>>);
+
+/// An input shape and its plan.
+type CachedPlan<G> = (Vec<usize>, Arc<Plan<G>>);
+
+impl<G: Group> PlanCache<G> {
+    const fn empty() -> Self {
+        PlanCache(Mutex::new(None))
+    }
+
+    /// The cached plan for `input_shape`, or the one `build` makes (then cached).
+    fn get_or_build(
+        &self,
+        input_shape: &[usize],
+        build: impl FnOnce() -> Result<Plan<G>, Error>,
+    ) -> Result<Arc<Plan<G>>, Error> {
+        // A panic while the lock was held cannot leave a half-written entry (it is
+        // replaced whole): recover from poisoning.
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((shape, plan)) = slot.as_deref()
+            && shape.as_slice() == input_shape
+        {
+            return Ok(Arc::clone(plan));
+        }
+        let plan = Arc::new(build()?);
+        *slot = Some(Box::new((input_shape.to_vec(), Arc::clone(&plan))));
+        Ok(plan)
+    }
+
+    fn clear(&mut self) {
+        *self.0.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The input shape of the cached plan, if any.
+    fn cached_shape(&self) -> Option<Vec<usize>> {
+        let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_deref().map(|(shape, _)| shape.clone())
+    }
+}
+
+impl<G: Group> Clone for PlanCache<G> {
+    fn clone(&self) -> Self {
+        PlanCache::empty()
+    }
+}
+
+impl<G: Group> PartialEq for PlanCache<G> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<G: Group> fmt::Debug for PlanCache<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.cached_shape() {
+            Some(shape) => write!(f, "PlanCache({shape:?})"),
+            None => f.write_str("PlanCache(empty)"),
+        }
+    }
+}
+
 /// Which forward pass a layer runs. All compute the same convolution; they round
-/// differently (see [`gconv_core::fast`] and [`gconv_core::fourier`]).
+/// differently (see [`gconv_core::fast`] and [`gconv_core::fourier`]). The core's
+/// [`AlgorithmChoice`] under its gconv-std name, with a parser.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ConvPath {
-    /// The Fourier path where it is expected to be faster than the fast path (see
-    /// [`fourier_pays`]), else the fast path wherever it applies (kernels up to
-    /// [`MAX_KERNEL`](gconv_core::fast::MAX_KERNEL)), else the direct one.
+    /// The core plan's choice ([`AlgorithmChoice::Auto`]): the blocked path with the
+    /// portable micro-kernel off x86, else the Fourier path where it is expected to be
+    /// faster than the fast path (see [`fourier_pays`]), else the fast path wherever
+    /// it applies (kernels up to [`MAX_KERNEL`](gconv_core::fast::MAX_KERNEL)), else
+    /// the direct one.
     #[default]
     Auto,
     /// The direct expanded-bank correlation ([`gconv_core::conv`]): no scratch, a
     /// tap-by-tap `axpy`, about 10% of the FMA peak.
     Direct,
+    /// The register-blocked path from the raw weights ([`gconv_core::blocked`]),
+    /// written for targets without x86 SIMD (Cortex-M4F); any kernel size. Runs on
+    /// the calling thread, or split like the direct path by
+    /// [`forward_into_threads`](crate::parallel::forward_into_threads).
+    Blocked,
     /// The register-tiled fast path ([`gconv_core::fast`]) with the best micro-kernel
     /// the CPU has ([`crate::fast::kernel`]); an error for layers it cannot take.
     Fast,
@@ -90,7 +177,7 @@ pub enum ConvPath {
 }
 
 impl ConvPath {
-    /// Parses `auto`, `direct`, `fast` or `fourier`.
+    /// Parses `auto`, `direct`, `blocked`, `fast` or `fourier`.
     ///
     /// # Errors
     /// [`Error::Usage`] for anything else.
@@ -98,67 +185,31 @@ impl ConvPath {
         match text {
             "auto" => Ok(ConvPath::Auto),
             "direct" => Ok(ConvPath::Direct),
+            "blocked" => Ok(ConvPath::Blocked),
             "fast" => Ok(ConvPath::Fast),
             "fourier" => Ok(ConvPath::Fourier),
             other => Err(Error::Usage(format!(
-                "unknown path `{other}`: use auto, direct, fast or fourier"
+                "unknown path `{other}`: use auto, direct, blocked, fast or fourier"
             ))),
         }
     }
 }
 
-/// The path a forward pass resolved to for one input shape. A short-lived stack
-/// value; boxing the plan (about 1 KiB of tap offsets) would allocate on every call.
-#[allow(clippy::large_enum_variant)]
-enum Resolved {
-    Direct,
-    Fast(FastPlan),
-    Fourier(FourierPlan),
+impl From<ConvPath> for AlgorithmChoice {
+    fn from(path: ConvPath) -> Self {
+        match path {
+            ConvPath::Auto => AlgorithmChoice::Auto,
+            ConvPath::Direct => AlgorithmChoice::Direct,
+            ConvPath::Blocked => AlgorithmChoice::Blocked,
+            ConvPath::Fast => AlgorithmChoice::Fast,
+            ConvPath::Fourier => AlgorithmChoice::Fourier,
+        }
+    }
 }
 
-/// Whether the Fourier path is expected to beat the fast path on `plan`'s layer.
-///
-/// A cost model in multiply-add equivalents, per call, with constants measured on
-/// one core of a Zen 4 (AVX-512); the fast path pays its multiply-adds
-/// ([`FastPlan::macs_run_per_image`]).
-///
-/// * Group layers (the GEMMs): the GEMMs' multiply-adds
-///   ([`FourierPlan::macs_per_image`]), 12 per value the transforms read and write
-///   ([`FourierPlan::transform_values_per_image`]; they run at about a twelfth of the
-///   GEMMs' rate per value) and 800 000 per call (plans and block set-up, about
-///   15 us). Measured outcome (README table): the C4 and D4 group layers from 10->10
-///   channels up take the Fourier path (1.6-3.7x faster than the fast path); the 4->4
-///   channel layer at 16x16 keeps the fast path.
-/// * Lifting layers (the fused kernel, [`FourierPlan::lifting_kernel`]): 1.5 per
-///   multiply-add of the kernel (they run at about two thirds of the fast path's rate:
-///   a weight broadcast per multiply-add and short loops), 3.6 (C4) or 19 (D4) per
-///   output value for the synthesis and the stores, and 90 000 per call. Fitted by
-///   `gconv-bench/fit_lifting_cost.py` (non-negative least squares) on 54 lifting
-///   layers (C4 and D4, 1/3/8 input channels, 3x3/5x5/7x7, 32/96/224 pixels wide, 16
-///   output channels; times in `gconv-bench/lifting_cost_times.txt`): it picks the
-///   faster path on 51 of them and costs at most 20% on the other three (D4 layers
-///   where the paths are within 6-20%). It takes the Fourier path for every C4
-///   lifting layer there except 1->16 3x3 on 32x32 (fast 0.012 ms, Fourier 0.013),
-///   and keeps the fast path for the D4 3x3 layers with 1 or 3 input channels and the
-///   D4 1->16 5x5 layers from 96x96 up.
-pub fn fourier_pays(fast: &FastPlan, fourier: &FourierPlan) -> bool {
-    let images = fourier.geometry().batch() as f64;
-    let fast_cost = images * fast.macs_run_per_image() as f64;
-    let fourier_cost = if fourier.lifting_kernel() {
-        let per_output = if fourier.geometry().nto() == 4 {
-            3.6
-        } else {
-            19.0
-        };
-        let outputs = fast.image_output_len() as f64;
-        images * (1.5 * fourier.macs_per_image() as f64 + per_output * outputs) + 90_000.0
-    } else {
-        images
-            * (fourier.macs_per_image() as f64 + 12.0 * fourier.transform_values_per_image() as f64)
-            + 800_000.0
-    };
-    fourier_cost < fast_cost
-}
+/// The Auto path's cost model, now in the core's plan API (kept here for callers of
+/// `gconv_std::layer::fourier_pays`).
+pub use gconv_core::plan::fourier_pays;
 
 /// Lifting convolution Z2 -> G.
 pub type LiftingConv<G> = GConv<G, FromZ2>;
@@ -230,6 +281,7 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
             packed: Vec::new(),
             fourier: Vec::new(),
             path: ConvPath::Auto,
+            plans: PlanCache::empty(),
             _pair: PhantomData,
         };
         layer.refresh_bank()?;
@@ -250,9 +302,22 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
             });
         }
         check_weight::<G, D>(&weight, bias.as_deref())?;
-        self.weight = weight;
-        self.bias = bias;
-        self.refresh_bank()
+        self.refresh_weights(weight, bias)
+    }
+
+    /// Installs new weights and their prepared forms; drops the cached plan. On error
+    /// the layer is left unchanged.
+    fn refresh_weights(&mut self, weight: Tensor, bias: Option<Vec<f32>>) -> Result<(), Error> {
+        let old = (
+            std::mem::replace(&mut self.weight, weight),
+            std::mem::replace(&mut self.bias, bias),
+        );
+        if let Err(e) = self.refresh_bank() {
+            (self.weight, self.bias) = old;
+            return Err(e);
+        }
+        self.plans.clear();
+        Ok(())
     }
 
     fn refresh_bank(&mut self) -> Result<(), Error> {
@@ -308,9 +373,11 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
         self.path
     }
 
-    /// Chooses the forward path. Results of the two paths agree within rounding.
+    /// Chooses the forward path (and drops the cached plan). Results of the paths
+    /// agree within rounding.
     pub fn set_path(&mut self, path: ConvPath) {
         self.path = path;
+        self.plans.clear();
     }
 
     /// The bank in the fast path's packed layout `(C_out*|G|/MR, C_in*nti, K*K, MR)`.
@@ -344,40 +411,45 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
         &self.fourier
     }
 
-    fn resolve(&self, geo: &ConvGeometry) -> Result<Resolved, Error> {
-        match self.path {
-            ConvPath::Direct => Ok(Resolved::Direct),
-            ConvPath::Fast => FastPlan::new(geo)
-                .map(Resolved::Fast)
-                .map_err(|e| self.core_error(e)),
-            ConvPath::Fourier => FourierPlan::new(geo)
-                .map(Resolved::Fourier)
-                .map_err(|e| self.core_error(e)),
-            // The Fourier plan holds the fast path's plan of the same layer: build
-            // it once and take the fast plan from it.
-            ConvPath::Auto => Ok(match FourierPlan::new(geo) {
-                Ok(fourier) if fourier_pays(fourier.fast_plan(), &fourier) => {
-                    Resolved::Fourier(fourier)
-                }
-                Ok(fourier) => Resolved::Fast(fourier.fast_plan().clone()),
-                Err(_) => FastPlan::new(geo).map_or(Resolved::Direct, Resolved::Fast),
-            }),
-        }
+    /// The core plan for an input of `input_shape`: the layer's path resolved by
+    /// [`Plan::new`] (with [`ConvPath::Auto`], the core's choice) for the micro-kernel
+    /// this CPU runs ([`crate::fast::kernel`]). Cached: a second call with the same
+    /// shape returns the same plan until [`set_path`](Self::set_path) or
+    /// [`set_weights`](Self::set_weights).
+    ///
+    /// # Errors
+    /// As [`geometry`](Self::geometry); [`Error::Core`] when the chosen path cannot
+    /// take the layer (e.g. [`ConvPath::Fast`] with a kernel larger than
+    /// [`MAX_KERNEL`](gconv_core::fast::MAX_KERNEL)).
+    pub fn plan(&self, input_shape: &[usize]) -> Result<Arc<Plan<G>>, Error> {
+        self.plans.get_or_build(input_shape, || {
+            let shape = self.conv_shape(input_shape)?;
+            let isa = crate::fast::kernel();
+            Plan::new(D::DOMAIN, &shape, self.path.into(), isa).map_err(|e| self.core_error(e))
+        })
+    }
+
+    /// The algorithm a forward pass on `input_shape` runs (the [`plan`](Self::plan)'s).
+    ///
+    /// # Errors
+    /// As [`plan`](Self::plan).
+    pub fn algorithm(&self, input_shape: &[usize]) -> Result<Algorithm, Error> {
+        Ok(self.plan(input_shape)?.algorithm())
     }
 
     /// What a forward pass on `input_shape` runs, as printed by `gconv bench`:
-    /// `direct`, `fast_<kernel>` (`fast_avx512`, `fast_avx2_fma`, `fast_portable`) or
-    /// `fourier_<kernel>`.
+    /// `direct`, `blocked`, `fast_<kernel>` (`fast_avx512`, `fast_avx2_fma`,
+    /// `fast_portable`) or `fourier_<kernel>`.
     ///
     /// # Errors
-    /// As [`geometry`](Self::geometry); for [`ConvPath::Fast`], as
-    /// [`fast_plan`](Self::fast_plan).
+    /// As [`plan`](Self::plan).
     pub fn path_name(&self, input_shape: &[usize]) -> Result<String, Error> {
-        let geo = self.geometry(input_shape)?;
-        Ok(match self.resolve(&geo)? {
-            Resolved::Direct => "direct".to_string(),
-            Resolved::Fast(_) => format!("fast_{}", crate::fast::kernel().name()),
-            Resolved::Fourier(_) => format!("fourier_{}", crate::fast::kernel().name()),
+        let plan = self.plan(input_shape)?;
+        Ok(match plan.algorithm() {
+            a @ (Algorithm::Direct | Algorithm::Blocked) => a.name().to_string(),
+            a @ (Algorithm::Fast | Algorithm::Fourier) => {
+                format!("{}_{}", a.name(), plan.isa().name())
+            }
         })
     }
 
@@ -526,44 +598,47 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
 
     /// Forward pass into a caller buffer of exactly
     /// [`output_len`](ConvGeometry::output_len) values (layout
-    /// `(N, C_out, |G|, H', W')`): no allocation, for steady-state loops.
+    /// `(N, C_out, |G|, H', W')`): runs the path of the layer's [`plan`](Self::plan)
+    /// for this input shape. No allocation once the plan of the shape is cached (the
+    /// first call on a shape builds it), for steady-state loops.
     ///
     /// # Errors
-    /// As [`geometry`](Self::geometry); [`Error::Core`] with
+    /// As [`plan`](Self::plan); [`Error::Core`] with
     /// [`gconv_core::Error::BufferLength`] when `out` has the wrong length.
     pub fn forward_into(&self, x: &Tensor, out: &mut [f32]) -> Result<(), Error> {
-        let shape = self.conv_shape(x.shape())?;
-        let geo = shape
-            .geometry::<G>(D::DOMAIN)
-            .map_err(|e| self.core_error(e))?;
+        let plan = self.plan(x.shape())?;
         let (input, bias) = (x.data(), self.bias());
-        match self.resolve(&geo)? {
-            Resolved::Fast(plan) => {
-                let kernel = crate::fast::kernel();
-                crate::fast::forward(&plan, kernel, input, &self.packed, bias, out)
+        let kernel = plan.isa();
+        match (plan.fast_plan(), plan.fourier_plan()) {
+            // The packed paths run through gconv-std's dispatch, which calls the
+            // micro-kernel detected at run time (the core plan calls only kernels
+            // compiled into the build).
+            (Some(fast), _) => crate::fast::forward(fast, kernel, input, &self.packed, bias, out),
+            (_, Some(fourier)) => crate::fourier::forward_thread_scratch(
+                fourier,
+                kernel,
+                input,
+                &self.fourier,
+                bias,
+                out,
+            ),
+            _ => {
+                let prepared = match plan.algorithm() {
+                    Algorithm::Blocked => self.weight.data(),
+                    _ => &self.bank,
+                };
+                crate::fast::with_scratch(plan.scratch_len(), |scratch| {
+                    plan.forward(input, prepared, bias, out, scratch)
+                })
             }
-            Resolved::Fourier(plan) => {
-                let kernel = crate::fast::kernel();
-                crate::fourier::forward_thread_scratch(
-                    &plan,
-                    kernel,
-                    input,
-                    &self.fourier,
-                    bias,
-                    out,
-                )
-            }
-            Resolved::Direct => match D::DOMAIN {
-                Domain::Z2 => lifting_conv_expanded::<G>(&shape, input, &self.bank, bias, out),
-                Domain::Group => group_conv_expanded::<G>(&shape, input, &self.bank, bias, out),
-            },
         }
         .map_err(|e| self.core_error(e))
     }
 
     /// [`forward_into`](Self::forward_into) split over the current rayon pool
     /// (`rayon::ThreadPool::install` to choose one): the fast path by images or by
-    /// output-plane tiles ([`crate::fast::forward_par`]); the direct path runs on the
+    /// output-plane tiles ([`crate::fast::forward_par`]), the Fourier path as
+    /// [`crate::fourier::forward_par`]; the direct and blocked paths run on the
     /// calling thread. Returns the number of pieces run in parallel. The output is
     /// bitwise identical to [`forward_into`](Self::forward_into).
     ///
@@ -571,20 +646,18 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
     /// As [`forward_into`](Self::forward_into).
     #[cfg(feature = "rayon")]
     pub fn forward_into_par(&self, x: &Tensor, out: &mut [f32]) -> Result<usize, Error> {
-        let geo = self.geometry(x.shape())?;
-        match self.resolve(&geo)? {
-            Resolved::Fast(plan) => {
-                let kernel = crate::fast::kernel();
-                crate::fast::forward_par(&plan, kernel, x.data(), &self.packed, self.bias(), out)
+        let plan = self.plan(x.shape())?;
+        let (data, bias, kernel) = (x.data(), self.bias(), plan.isa());
+        match (plan.fast_plan(), plan.fourier_plan()) {
+            (Some(fast), _) => {
+                crate::fast::forward_par(fast, kernel, data, &self.packed, bias, out)
                     .map_err(|e| self.core_error(e))
             }
-            Resolved::Fourier(plan) => {
-                let kernel = crate::fast::kernel();
-                let (data, bias) = (x.data(), self.bias());
-                crate::fourier::forward_par(&plan, kernel, data, &self.fourier, bias, out)
+            (_, Some(fourier)) => {
+                crate::fourier::forward_par(fourier, kernel, data, &self.fourier, bias, out)
                     .map_err(|e| self.core_error(e))
             }
-            Resolved::Direct => self.forward_into(x, out).map(|()| 1),
+            _ => self.forward_into(x, out).map(|()| 1),
         }
     }
 
@@ -595,8 +668,10 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
     /// # Errors
     /// As [`path_name`](Self::path_name).
     pub fn runs_fast_path(&self, input_shape: &[usize]) -> Result<bool, Error> {
-        let geo = self.geometry(input_shape)?;
-        Ok(!matches!(self.resolve(&geo)?, Resolved::Direct))
+        Ok(matches!(
+            self.algorithm(input_shape)?,
+            Algorithm::Fast | Algorithm::Fourier
+        ))
     }
 }
 

@@ -3,7 +3,7 @@
 //! A layer on the fast path (the default wherever it applies) runs on a rayon pool of
 //! the requested size, split by images or by output-plane tiles as described in
 //! [`crate::fast`]; without the `rayon` feature it runs on the calling thread. A layer
-//! on the direct path is split on `std::thread::scope` as follows.
+//! on the direct or the blocked path is split on `std::thread::scope` as follows.
 //!
 //! # How the direct path is split
 //!
@@ -26,11 +26,17 @@
 //! rows and bias, in the same order of operations as in one call over the whole
 //! tensor (the kernel computes every output plane on its own), so the result does
 //! not depend on the thread count, bit for bit.
+//!
+//! The blocked path ([`gconv_core::blocked`]) is split the same way, with the raw
+//! weight rows `o0..o1` of `(C_out, C_in, nti, K, K)` (contiguous) instead of bank
+//! rows: it computes each output G-channel from its own packed blocks, so its result
+//! does not depend on the thread count either.
 
 use std::thread;
 
 use gconv_core::conv::{group::group_conv_expanded, lifting::lifting_conv_expanded};
-use gconv_core::{ConvGeometry, ConvShape, Domain, Group};
+use gconv_core::plan::Algorithm;
+use gconv_core::{ConvGeometry, ConvShape, Domain, Group, blocked};
 
 use crate::any::AnyConv;
 use crate::error::Error;
@@ -45,7 +51,7 @@ use crate::tensor::Tensor;
 /// * fast path: `min(threads, N)` pieces of whole images when `N >= threads`, else
 ///   the number of tile ranges each image's `C_out*|G|/4` output-plane tiles were cut
 ///   into. The pool is built on the first call with a given count and reused.
-/// * direct path: `min(threads, N * C_out)` (there are only `N * C_out` blocks to
+/// * direct and blocked paths: `min(threads, N * C_out)` (there are only `N * C_out` blocks to
 ///   share out); `T - 1` scoped threads are spawned on every call (their start-up cost
 ///   is part of the call's time) and the calling thread takes the first run.
 ///
@@ -126,7 +132,8 @@ fn forward_split<G: Group, D: InputDomain>(
         ));
     }
     let geo = layer.geometry(x.shape())?;
-    if layer.runs_fast_path(x.shape())? {
+    let algorithm = layer.algorithm(x.shape())?;
+    if matches!(algorithm, Algorithm::Fast | Algorithm::Fourier) {
         return forward_fast(layer, x, out, threads);
     }
     let blocks = geo.batch() * geo.out_channels();
@@ -152,11 +159,13 @@ fn forward_split<G: Group, D: InputDomain>(
         let mut runs = runs.into_iter();
         let first = runs.next();
         let handles: Vec<_> = runs
-            .map(|(u0, u1, run)| scope.spawn(move || run_blocks(layer, &geo, x, u0, u1, run)))
+            .map(|(u0, u1, run)| {
+                scope.spawn(move || run_blocks(layer, algorithm, &geo, x, u0, u1, run))
+            })
             .collect();
         let mut results = Vec::with_capacity(threads);
         if let Some((u0, u1, run)) = first {
-            results.push(run_blocks(layer, &geo, x, u0, u1, run));
+            results.push(run_blocks(layer, algorithm, &geo, x, u0, u1, run));
         }
         for handle in handles {
             match handle.join() {
@@ -214,9 +223,11 @@ fn pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>, Error> {
     Ok(p)
 }
 
-/// Computes the blocks `u0..u1` into `run` (their part of the output, in order).
+/// Computes the blocks `u0..u1` into `run` (their part of the output, in order) on
+/// the direct or the blocked path (`algorithm`).
 fn run_blocks<G: Group, D: InputDomain>(
     layer: &GConv<G, D>,
+    algorithm: Algorithm,
     geo: &ConvGeometry,
     x: &Tensor,
     u0: usize,
@@ -227,7 +238,13 @@ fn run_blocks<G: Group, D: InputDomain>(
     let image_len = geo.in_channels() * geo.nti() * geo.height() * geo.width();
     let block_len = geo.nto() * geo.out_height() * geo.out_width();
     let bank_block = geo.nto() * geo.terms_per_output();
+    let raw_block = geo.terms_per_output();
     let (input, bank, bias) = (x.data(), layer.bank(), layer.bias());
+    let weight = layer.weight().data();
+    let mut scratch = match algorithm {
+        Algorithm::Blocked => vec![0.0; blocked::scratch_len_for(geo)],
+        _ => Vec::new(),
+    };
     let mut rest = run;
     for p in pieces(u0, u1, c_out) {
         let (output, tail) = rest.split_at_mut(p.images * (p.o1 - p.o0) * block_len);
@@ -243,8 +260,13 @@ fn run_blocks<G: Group, D: InputDomain>(
             padding: layer.padding(),
         };
         let input = &input[p.n0 * image_len..(p.n0 + p.images) * image_len];
-        let bank = &bank[p.o0 * bank_block..p.o1 * bank_block];
         let bias = bias.map(|b| &b[p.o0..p.o1]);
+        if algorithm == Algorithm::Blocked {
+            let weight = &weight[p.o0 * raw_block..p.o1 * raw_block];
+            blocked::forward::<G>(D::DOMAIN, &shape, input, weight, bias, output, &mut scratch)?;
+            continue;
+        }
+        let bank = &bank[p.o0 * bank_block..p.o1 * bank_block];
         match D::DOMAIN {
             Domain::Z2 => lifting_conv_expanded::<G>(&shape, input, bank, bias, output)?,
             Domain::Group => group_conv_expanded::<G>(&shape, input, bank, bias, output)?,

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use gconv_std::npy::{read_npy, write_npy};
 use gconv_std::reference::{RefConvSpec, RefGroup, reference_conv};
-use gconv_std::{AnyConv, Padding, Pair, Space, Tensor};
+use gconv_std::{AnyConv, ConvPath, Padding, Pair, Space, Tensor};
 use npyz::{Order, WriteOptions, WriterBuilder};
 
 /// A fresh, empty directory for one test (named after the test and the process), removed
@@ -810,4 +810,55 @@ fn equivariant_configurations_do_not_warn() {
             "{stderr}"
         );
     }
+}
+
+/// `--path` runs the chosen path: each output equals the library layer on that path
+/// bit for bit and matches the reference; a path that cannot take the layer and an
+/// unknown path are one-line errors that write nothing.
+#[test]
+fn path_option_runs_that_path() {
+    let dir = fixture("path");
+    let x = read_npy(dir.join("x.npy")).unwrap();
+    let w = read_npy(dir.join("w.npy")).unwrap();
+    let b = read_npy(dir.join("b.npy")).unwrap();
+    let case = &Case {
+        height: 9,
+        width: 9,
+        kernel: 3,
+        stride: 1,
+        padding: Padding::Valid,
+        padding_arg: "valid",
+        bias: true,
+    };
+    for path in ["auto", "direct", "blocked", "fast", "fourier"] {
+        let args = c4_args(&[("--bias", "b.npy"), ("--path", path)]);
+        let out = forward(&dir, &args);
+        assert!(out.status.success(), "{path}: {}", text(&out.stderr));
+        let y = read_npy(dir.join("y.npy")).unwrap();
+        std::fs::remove_file(dir.join("y.npy")).unwrap();
+        let mut layer = AnyConv::from_weights(
+            Pair::C4C4,
+            w.clone(),
+            Some(b.data().to_vec()),
+            1,
+            Padding::Valid,
+        )
+        .unwrap();
+        layer.set_path(ConvPath::parse(path).unwrap());
+        assert_eq!(y, layer.forward(&x).unwrap(), "{path}");
+        assert_matches_reference(Pair::C4C4, case, &x, &w, Some(b.data()), &y);
+    }
+    let line = fails(&dir, &c4_args(&[("--path", "winograd")]));
+    assert_contains(&line, &["--path", "winograd", "blocked"]);
+    write_npy(dir.join("w13.npy"), &values(&[5, 3, 4, 13, 13], 5)).unwrap();
+    write_npy(dir.join("x13.npy"), &values(&[1, 3, 4, 13, 13], 6)).unwrap();
+    let args = c4_args(&[
+        ("--weight", "w13.npy"),
+        ("--input", "x13.npy"),
+        ("--path", "fast"),
+    ]);
+    assert_contains(
+        &fails(&dir, &args),
+        &["--path", "fast path takes kernels up to 11x11"],
+    );
 }

@@ -438,7 +438,7 @@ fn bench_prints_one_parsable_line_for_every_pair() {
     let fourier = format!("fourier_{}", gconv_std::fast::kernel().name());
     for ((from, to, nti, nto), path) in pairs
         .into_iter()
-        .flat_map(|p| ["direct", "fast", "fourier", "auto"].map(|path| (p, path)))
+        .flat_map(|p| ["direct", "blocked", "fast", "fourier", "auto"].map(|path| (p, path)))
     {
         for threads in ["1", "2"] {
             let (line, stderr) = bench(&[
@@ -467,10 +467,17 @@ fn bench_prints_one_parsable_line_for_every_pair() {
             assert!(line.gflops > 0.0, "{what}");
             // Every path splits one image over the threads.
             assert_eq!(line.threads.to_string(), threads, "{what}");
-            // auto is the fast or the Fourier path for K <= 11; direct keeps no scratch.
+            // auto is the fast or the Fourier path for K <= 11 on x86 (the blocked path
+            // off x86 with the portable kernel); direct keeps no scratch, blocked one
+            // block of MR = 2 packed filters (2*nti*3*3 taps each) per thread.
             if path == "direct" {
                 assert_eq!(line.path, "direct", "{what}");
                 assert_eq!(line.scratch_bytes, 0, "{what}");
+            } else if path == "blocked" || line.path == "blocked" {
+                assert!(path == "blocked" || !cfg!(target_arch = "x86_64"), "{what}");
+                assert_eq!(line.path, "blocked", "{what}");
+                let per_thread = 4 * 2 * (2 * nti * 3 * 3);
+                assert_eq!(line.scratch_bytes, line.threads * per_thread, "{what}");
             } else {
                 match path {
                     "fast" => assert_eq!(line.path, fast, "{what}"),
@@ -591,7 +598,11 @@ fn bench_bad_inputs_are_one_line_errors() {
     assert_contains(&fails(&with(&["--padding", "1,2"])), &["--padding"]);
     assert_contains(
         &fails(&with(&["--path", "winograd"])),
-        &["--path", "winograd", "auto, direct, fast or fourier"],
+        &[
+            "--path",
+            "winograd",
+            "auto, direct, blocked, fast or fourier",
+        ],
     );
     // The fast path takes kernels up to 11x11; `auto` falls back to direct.
     assert_contains(

@@ -26,120 +26,16 @@
 
 mod common;
 
-use common::{foundation_grid, oracle, random_vec, rng};
+use common::{assert_fourier_matches, foundation_grid, fourier_abs_sums, oracle, random_vec, rng};
 use gconv_core::fast::{Kernel, MAX_KERNEL};
 use gconv_core::fourier::{FourierPlan, ImagePart};
-use gconv_core::group::tables::table_entry;
 use gconv_core::{C4, ConvGeometry, ConvShape, D4, Domain, Error, Group, Padding};
-use gconv_std::reference::{RefGroup, RefOutput};
+use gconv_std::reference::RefGroup;
 use rand::rngs::StdRng;
 
 /// Whether two outputs are the same bits, value for value.
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
-}
-
-/// Orbits of (plane, tap) pairs under `k . (h, p) = entry(k^-1, h, p)`, each as its
-/// distinct members, with the stabilizer size. Written from the index table only.
-fn orbits<G: Group>(nti: usize, k: usize) -> Vec<(Vec<(usize, usize)>, usize)> {
-    let taps = k * k;
-    let mut seen = vec![false; nti * taps];
-    let mut out = Vec::new();
-    for h in 0..nti {
-        for p in 0..taps {
-            if seen[h * taps + p] {
-                continue;
-            }
-            let mut members: Vec<(usize, usize)> = (0..G::ORDER)
-                .map(|g| {
-                    let (t, u, v) = table_entry(nti, k, G::inverse(g), h, p / k, p % k).unwrap();
-                    (t, u * k + v)
-                })
-                .collect();
-            members.sort_unstable();
-            members.dedup();
-            for &(t, q) in &members {
-                seen[t * taps + q] = true;
-            }
-            let stab = G::ORDER / members.len();
-            out.push((members, stab));
-        }
-    }
-    out
-}
-
-/// `S_F` of every output (see the module docs), in the output's layout.
-fn fourier_abs_sums<G: Group>(geo: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f64> {
-    let [n, c_in, nti, h, wd] = geo.input_shape();
-    let [_, c_out, nto, oh, ow] = geo.output_shape();
-    let (k, s) = (geo.kernel(), geo.stride());
-    let [top, _, left, _] = geo.padding();
-    let orbits = orbits::<G>(nti, k);
-    let mut sums = vec![0.0f64; geo.output_len()];
-    for b in 0..n {
-        for o in 0..c_out {
-            for y in 0..oh {
-                for xo in 0..ow {
-                    let mut total = 0.0;
-                    for i in 0..c_in {
-                        for (members, stab) in &orbits {
-                            let (mut sx, mut sw) = (0.0f64, 0.0f64);
-                            for &(t, p) in members {
-                                let (u, v) = (p / k, p % k);
-                                let (r, c) = (
-                                    (y * s + u) as isize - top as isize,
-                                    (xo * s + v) as isize - left as isize,
-                                );
-                                if r >= 0 && c >= 0 && (r as usize) < h && (c as usize) < wd {
-                                    let idx = (((b * c_in + i) * nti + t) * h + r as usize) * wd
-                                        + c as usize;
-                                    sx += f64::from(x[idx]).abs();
-                                }
-                                sw += f64::from(w[((o * c_in + i) * nti + t) * k * k + p]).abs();
-                            }
-                            total += *stab as f64 * sx * sw;
-                        }
-                    }
-                    for g in 0..nto {
-                        sums[(((b * c_out + o) * nto + g) * oh + y) * ow + xo] = total;
-                    }
-                }
-            }
-        }
-    }
-    sums
-}
-
-/// Asserts the Fourier output matches the oracle within the Fourier tolerance;
-/// returns the worst error relative to its tolerance.
-fn assert_fourier_matches<G: Group>(
-    what: &str,
-    plan: &FourierPlan,
-    got: &[f32],
-    reference: &RefOutput,
-    sums: &[f64],
-    bias: Option<&[f32]>,
-) -> f64 {
-    let geo = plan.geometry();
-    let [_, c_out, nto, oh, ow] = geo.output_shape();
-    let d_max = 2; // the largest irrep dimension, for C4 and D4
-    let terms = geo.in_channels() * plan.orbits() * d_max;
-    let eps = f64::from(f32::EPSILON);
-    let mut worst: f64 = 0.0;
-    assert_eq!(got.len(), reference.value.len(), "{what}: length");
-    for (idx, (&g, (&r, &sf))) in got.iter().zip(reference.value.iter().zip(sums)).enumerate() {
-        let o = (idx / (nto * oh * ow)) % c_out;
-        let b = bias.map_or(0.0, |b| f64::from(b[o]).abs());
-        let tol =
-            2.0 * (terms + 3 * G::ORDER + 2) as f64 * eps * (sf + b) + f64::from(f32::MIN_POSITIVE);
-        let err = (f64::from(g) - r).abs();
-        assert!(
-            err <= tol,
-            "{what}: output {idx} = {g}, oracle {r}, error {err:e} > tolerance {tol:e}"
-        );
-        worst = worst.max(err / tol);
-    }
-    worst
 }
 
 /// The Fourier path's output with `kernel`; output pre-filled with NaN, scratch with

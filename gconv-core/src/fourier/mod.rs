@@ -204,7 +204,7 @@ impl FourierPlan {
 
     /// Whether the layer runs the fused lifting kernel (a lifting layer, `Z2 -> G`)
     /// rather than the GEMMs: part of the cost model of
-    /// `gconv_std::layer::fourier_pays`.
+    /// [`fourier_pays`](crate::plan::fourier_pays).
     pub const fn lifting_kernel(&self) -> bool {
         self.lifting.is_some()
     }
@@ -316,7 +316,7 @@ impl FourierPlan {
     /// Values the transforms read and write per image: the gathered input of every
     /// input channel and orbit (`C_in*Q*|G|` per pixel) and the output coefficients
     /// (`C_out*|G|` per pixel). Part of the cost model of
-    /// `gconv_std::layer::fourier_pays`.
+    /// [`fourier_pays`](crate::plan::fourier_pays).
     pub fn transform_values_per_image(&self) -> usize {
         let order = self.geo.nto();
         (self.terms + self.geo.out_channels()) * order * self.pixels()

@@ -2,7 +2,9 @@
 //! and the one tolerance rule every float comparison uses.
 #![allow(dead_code)]
 
-use gconv_core::{ConvShape, Domain, Group, Padding};
+use gconv_core::fourier::FourierPlan;
+use gconv_core::group::tables::table_entry;
+use gconv_core::{ConvGeometry, ConvShape, Domain, Group, Padding};
 use gconv_std::layer::{GConv, InputDomain};
 use gconv_std::reference::{RefConvSpec, RefGroup, RefOutput, reference_conv};
 use rand::rngs::StdRng;
@@ -148,4 +150,111 @@ pub fn random_layer<G: Group, D: InputDomain>(
     let layer = GConv::<G, D>::new(c_in, c_out, k, stride, padding, seed).unwrap();
     let bias = random_vec(&mut rng(seed + 1000), c_out);
     GConv::from_weights(layer.weight().clone(), Some(bias), stride, padding).unwrap()
+}
+
+// ---------------------------------------------------------------------------------
+// The Fourier path's tolerance (see `fourier_path.rs` for the derivation):
+// `2 * (T_F + 3|G| + 2) * eps_f32 * (S_F + |b|)` per output.
+
+/// Orbits of (plane, tap) pairs under `k . (h, p) = entry(k^-1, h, p)`, each as its
+/// distinct members, with the stabilizer size. Written from the index table only.
+pub fn orbits<G: Group>(nti: usize, k: usize) -> Vec<(Vec<(usize, usize)>, usize)> {
+    let taps = k * k;
+    let mut seen = vec![false; nti * taps];
+    let mut out = Vec::new();
+    for h in 0..nti {
+        for p in 0..taps {
+            if seen[h * taps + p] {
+                continue;
+            }
+            let mut members: Vec<(usize, usize)> = (0..G::ORDER)
+                .map(|g| {
+                    let (t, u, v) = table_entry(nti, k, G::inverse(g), h, p / k, p % k).unwrap();
+                    (t, u * k + v)
+                })
+                .collect();
+            members.sort_unstable();
+            members.dedup();
+            for &(t, q) in &members {
+                seen[t * taps + q] = true;
+            }
+            let stab = G::ORDER / members.len();
+            out.push((members, stab));
+        }
+    }
+    out
+}
+
+/// `S_F` of every output (see the module docs), in the output's layout.
+pub fn fourier_abs_sums<G: Group>(geo: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f64> {
+    let [n, c_in, nti, h, wd] = geo.input_shape();
+    let [_, c_out, nto, oh, ow] = geo.output_shape();
+    let (k, s) = (geo.kernel(), geo.stride());
+    let [top, _, left, _] = geo.padding();
+    let orbits = orbits::<G>(nti, k);
+    let mut sums = vec![0.0f64; geo.output_len()];
+    for b in 0..n {
+        for o in 0..c_out {
+            for y in 0..oh {
+                for xo in 0..ow {
+                    let mut total = 0.0;
+                    for i in 0..c_in {
+                        for (members, stab) in &orbits {
+                            let (mut sx, mut sw) = (0.0f64, 0.0f64);
+                            for &(t, p) in members {
+                                let (u, v) = (p / k, p % k);
+                                let (r, c) = (
+                                    (y * s + u) as isize - top as isize,
+                                    (xo * s + v) as isize - left as isize,
+                                );
+                                if r >= 0 && c >= 0 && (r as usize) < h && (c as usize) < wd {
+                                    let idx = (((b * c_in + i) * nti + t) * h + r as usize) * wd
+                                        + c as usize;
+                                    sx += f64::from(x[idx]).abs();
+                                }
+                                sw += f64::from(w[((o * c_in + i) * nti + t) * k * k + p]).abs();
+                            }
+                            total += *stab as f64 * sx * sw;
+                        }
+                    }
+                    for g in 0..nto {
+                        sums[(((b * c_out + o) * nto + g) * oh + y) * ow + xo] = total;
+                    }
+                }
+            }
+        }
+    }
+    sums
+}
+
+/// Asserts the Fourier output matches the oracle within the Fourier tolerance;
+/// returns the worst error relative to its tolerance.
+pub fn assert_fourier_matches<G: Group>(
+    what: &str,
+    plan: &FourierPlan,
+    got: &[f32],
+    reference: &RefOutput,
+    sums: &[f64],
+    bias: Option<&[f32]>,
+) -> f64 {
+    let geo = plan.geometry();
+    let [_, c_out, nto, oh, ow] = geo.output_shape();
+    let d_max = 2; // the largest irrep dimension, for C4 and D4
+    let terms = geo.in_channels() * plan.orbits() * d_max;
+    let eps = f64::from(f32::EPSILON);
+    let mut worst: f64 = 0.0;
+    assert_eq!(got.len(), reference.value.len(), "{what}: length");
+    for (idx, (&g, (&r, &sf))) in got.iter().zip(reference.value.iter().zip(sums)).enumerate() {
+        let o = (idx / (nto * oh * ow)) % c_out;
+        let b = bias.map_or(0.0, |b| f64::from(b[o]).abs());
+        let tol =
+            2.0 * (terms + 3 * G::ORDER + 2) as f64 * eps * (sf + b) + f64::from(f32::MIN_POSITIVE);
+        let err = (f64::from(g) - r).abs();
+        assert!(
+            err <= tol,
+            "{what}: output {idx} = {g}, oracle {r}, error {err:e} > tolerance {tol:e}"
+        );
+        worst = worst.max(err / tol);
+    }
+    worst
 }

@@ -3,7 +3,7 @@
 //! ```text
 //! gconv bench --from z2|c4|d4 --to c4|d4 --cin C --cout C -k K --size H [--batch B]
 //!             [--threads T] [--iters N] [--stride S] [--padding valid|same|P|T,B,L,R]
-//!             [--path auto|direct|fast|fourier] [--seed S]
+//!             [--path auto|direct|blocked|fast|fourier] [--seed S]
 //! ```
 //!
 //! The layer (seeded He-initialised weights), the seeded random input and the output
@@ -22,15 +22,16 @@
 //! `gflops = 2 * MACs / median` with the MACs of the layer's geometry (padding zeros
 //! included), 4 decimals; `threads` is the number of threads that had work (at most
 //! `T`; see [`gconv_std::parallel`]); `path` is what ran: `direct` (the
-//! expanded-bank direct correlation), `fast_<kernel>` (the register-tiled fast
+//! expanded-bank direct correlation), `blocked` (the register-blocked path from the
+//! raw weights, written for targets without x86 SIMD), `fast_<kernel>` (the register-tiled fast
 //! path with micro-kernel `avx512`, `avx2_fma` or `portable`, detected at run time)
 //! or `fourier_<kernel>` (the group-Fourier path on that kernel).
 //! `expand_ms` is the weight-side work done once per weight change, not per call:
 //! expanding the filter bank, packing it for the fast path and transforming the
 //! weights for the Fourier path (best of 3). `scratch_bytes` is the scratch the path
 //! keeps while running: one packed input image per thread for the fast path, one
-//! padded image and one pixel block's operands per thread for the Fourier path, 0
-//! for the direct path. Everything else goes to stderr.
+//! padded image and one pixel block's operands per thread for the Fourier path, one
+//! block of packed filters per thread for the blocked path, 0 for the direct path. Everything else goes to stderr.
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -101,9 +102,14 @@ pub struct Args {
     /// Stride and padding.
     #[command(flatten)]
     conv: StridePadding,
-    /// Forward path: auto (the Fourier path where its cost model says it is faster, else
-    /// fast wherever it applies), direct, fast or fourier.
-    #[arg(long, value_name = "auto|direct|fast|fourier", default_value = "auto")]
+    /// Forward path: auto (the core plan's choice: blocked with the portable kernel off
+    /// x86, else the Fourier path where its cost model says it is faster, else fast
+    /// wherever it applies), direct, blocked, fast or fourier.
+    #[arg(
+        long,
+        value_name = "auto|direct|blocked|fast|fourier",
+        default_value = "auto"
+    )]
     path: String,
     /// Seed of the random weights and input.
     #[arg(
@@ -230,6 +236,10 @@ pub fn run(args: Args) -> crate::Outcome {
     let gflops = 2.0 * geometry.macs() as f64 / median.max(1e-9) / 1e9;
     let scratch_bytes = if path_name == "direct" {
         0
+    } else if path_name == "blocked" {
+        // One block of packed filters per thread that had work.
+        let per_thread = gconv_std::gconv_core::blocked::scratch_len_for(&geometry);
+        used.max(1) * per_thread * size_of::<f32>()
     } else if path_name.starts_with("fourier") {
         // One padded image and one pixel block's operands per thread, whether the
         // threads share out images or channel groups (see `gconv_std::fourier`).

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! gconv forward --from z2|c4|d4 --to c4|d4 --input x.npy --weight w.npy [--bias b.npy]
-//!               [--stride N] [--padding valid|same|P|T,B,L,R] --output y.npy
+//!               [--stride N] [--padding valid|same|P|T,B,L,R]
+//!               [--path auto|direct|blocked|fast|fourier] --output y.npy
 //! ```
 //!
 //! The steps, one function each: parse the settings, load and validate the weight, the
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 use gconv_core::ConvGeometry;
 use gconv_core::equivariance::layer_is_equivariant;
 use gconv_std::npy::{read_npy, write_npy};
-use gconv_std::{AnyConv, Padding, Pair, Space, Tensor};
+use gconv_std::{AnyConv, ConvPath, Padding, Pair, Space, Tensor};
 
 use crate::args::{StridePadding, parse_space, shape_text};
 use crate::rule::equivariance_problems;
@@ -50,6 +51,14 @@ pub struct Args {
     /// Stride and padding.
     #[command(flatten)]
     conv: StridePadding,
+    /// Forward path: auto (the core plan's choice), direct, blocked, fast or fourier.
+    /// All compute the same convolution and differ only in rounding.
+    #[arg(
+        long,
+        value_name = "auto|direct|blocked|fast|fourier",
+        default_value = "auto"
+    )]
+    path: String,
     /// Output .npy (float32): (N, C_out, nto, H', W'); written only when all went well.
     #[arg(long, value_name = "y.npy")]
     output: PathBuf,
@@ -91,6 +100,8 @@ struct Settings {
     padding: Padding,
     /// The `--padding` value as given, for messages.
     padding_text: String,
+    /// The forward path.
+    path: ConvPath,
 }
 
 /// A tensor read from a `.npy` file, with the path as given on the command line.
@@ -120,11 +131,14 @@ fn parse_settings(args: &Args) -> Result<Settings, String> {
     let pair =
         Pair::new(from, to).map_err(|e| format!("--from {} --to {}: {e}", args.from, args.to))?;
     let (stride, padding) = args.conv.parse()?;
+    let path =
+        ConvPath::parse(args.path.trim()).map_err(|e| format!("--path {}: {e}", args.path))?;
     Ok(Settings {
         pair,
         stride,
         padding,
         padding_text: args.conv.padding.trim().to_string(),
+        path,
     })
 }
 
@@ -310,28 +324,34 @@ fn load_bias(path: &Path, weight: &Weight) -> Result<Vec<f32>, String> {
     ))
 }
 
-/// Builds the layer from the validated weight and bias.
+/// Builds the layer from the validated weight and bias, on the chosen path.
 fn build_layer(
     settings: &Settings,
     weight: &Weight,
     bias: Option<Vec<f32>>,
 ) -> Result<AnyConv, String> {
-    AnyConv::from_weights(
+    let mut layer = AnyConv::from_weights(
         settings.pair,
         weight.file.tensor.clone(),
         bias,
         settings.stride,
         settings.padding,
     )
-    .map_err(|e| format!("{}: {e}", weight.file.path))
+    .map_err(|e| format!("{}: {e}", weight.file.path))?;
+    layer.set_path(settings.path);
+    Ok(layer)
 }
 
 /// The layer's geometry on this input: the library's own check of every size (and
 /// that the output's size fits in memory addresses), after the checks above.
+/// Also checks that the chosen `--path` takes the layer (and caches its plan).
 fn check_geometry(layer: &AnyConv, input: &Loaded) -> Result<ConvGeometry, String> {
-    layer
-        .geometry(input.tensor.shape())
-        .map_err(|e| format!("{}: {e}", input.path))
+    let shape = input.tensor.shape();
+    let geometry = layer
+        .geometry(shape)
+        .map_err(|e| format!("{}: {e}", input.path))?;
+    layer.path_name(shape).map_err(|e| format!("--path: {e}"))?;
+    Ok(geometry)
 }
 
 /// The output tensor, zeroed; refuses an output too large to allocate instead of

@@ -74,12 +74,13 @@ fn model(out: &mut String, module: &str, lift: Pair, group: Pair, seed: u64, inp
         Padding::Same,
     )
     .unwrap();
-    // The firmware runs gconv-core's direct path; the host runs the same path (not the
-    // default fast path, which sums in another order with FMA) so that the two can be
-    // compared bit for bit, not only within the rounding tolerance.
+    // The firmware runs gconv-core's blocked path; the host runs the same path (its
+    // portable form, which sums in the order of the device's Arm tiles, each product
+    // rounded before it is added, as `VMLA` does) so that the two can be compared
+    // bit for bit, not only within the rounding tolerance.
     let (mut l1, mut l2) = (l1, l2);
-    l1.set_path(ConvPath::Direct);
-    l2.set_path(ConvPath::Direct);
+    l1.set_path(ConvPath::Blocked);
+    l2.set_path(ConvPath::Blocked);
     let bound = (6.0 / C_HIDDEN as f32).sqrt();
     let dw = Tensor::new(vec![CLASSES, C_HIDDEN], rng.vec(CLASSES * C_HIDDEN, bound)).unwrap();
     let db = rng.vec(CLASSES, 0.1);
@@ -131,8 +132,8 @@ fn model(out: &mut String, module: &str, lift: Pair, group: Pair, seed: u64, inp
 }
 
 /// The measured layers of the Cortex-M4 issue: `(name, group, lifting, C_in, C_out,
-/// size)`, all 3x3, `same` padding, stride 1, batch 1. Must match `SHAPES` use in
-/// src/main.rs (which reads them from the generated `data::shapes`).
+/// size)`, all 3x3, `same` padding, stride 1, batch 1. The firmware reads them from
+/// the generated `data::shapes` (src/shapes.rs).
 const SHAPES: [(&str, RefGroup, bool, usize, usize, usize); 5] = [
     ("a", RefGroup::C4, false, 10, 10, 28),
     ("e", RefGroup::C4, false, 4, 4, 16),

@@ -256,15 +256,45 @@ impl<G: Group> Plan<G> {
         isa: Kernel,
     ) -> Result<Self, Error> {
         let geo = shape.geometry::<G>(domain)?;
-        let body = match choice {
-            AlgorithmChoice::Auto => auto_algorithm(&geo, isa),
-            AlgorithmChoice::Direct => Body::Direct,
+        // The light bodies are built here; the fast and Fourier plans out of line
+        // (`heavy`), so that a plan of the blocked or direct path costs its caller
+        // no more stack than the plan itself (building a Fourier plan takes several
+        // kilobytes, which matters on a microcontroller).
+        let light = match choice {
+            AlgorithmChoice::Auto => auto_picks_blocked(isa) && blocked_takes(&geo).is_ok(),
             AlgorithmChoice::Blocked => {
                 blocked_takes(&geo)?;
-                Body::Blocked
+                true
             }
-            AlgorithmChoice::Fast => Body::Fast(FastPlan::new(&geo)?),
+            AlgorithmChoice::Direct => {
+                return Ok(Plan {
+                    geo,
+                    isa,
+                    body: Body::Direct,
+                    _group: PhantomData,
+                });
+            }
+            AlgorithmChoice::Fast | AlgorithmChoice::Fourier => false,
+        };
+        if light {
+            return Ok(Plan {
+                geo,
+                isa,
+                body: Body::Blocked,
+                _group: PhantomData,
+            });
+        }
+        Self::heavy(geo, choice, isa)
+    }
+
+    /// [`new`](Self::new) for the fast and Fourier paths and Auto's choice between
+    /// them (Auto has ruled the blocked path out).
+    #[inline(never)]
+    fn heavy(geo: ConvGeometry, choice: AlgorithmChoice, isa: Kernel) -> Result<Self, Error> {
+        let body = match choice {
             AlgorithmChoice::Fourier => Body::Fourier(FourierPlan::new(&geo)?),
+            AlgorithmChoice::Fast => Body::Fast(FastPlan::new(&geo)?),
+            _ => auto_fast_or_fourier(&geo),
         };
         Ok(Plan {
             geo,
@@ -486,13 +516,9 @@ fn blocked_takes(geo: &ConvGeometry) -> Result<(), Error> {
     }
 }
 
-/// The algorithm [`AlgorithmChoice::Auto`] runs on `geo` with micro-kernel `isa`:
-/// blocked where [`auto_picks_blocked`] says so, else Fourier where [`fourier_pays`],
-/// else fast where it applies, else direct.
-fn auto_algorithm(geo: &ConvGeometry, isa: Kernel) -> Body {
-    if auto_picks_blocked(isa) && blocked_takes(geo).is_ok() {
-        return Body::Blocked;
-    }
+/// Auto's choice where the blocked path is not the rule ([`auto_picks_blocked`]):
+/// Fourier where [`fourier_pays`], else fast where it applies, else direct.
+fn auto_fast_or_fourier(geo: &ConvGeometry) -> Body {
     // The Fourier plan holds the fast path's plan of the same layer: build it once
     // and take the fast plan from it.
     match FourierPlan::new(geo) {

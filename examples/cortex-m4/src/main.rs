@@ -9,11 +9,13 @@
 //!   `build.rs` with gconv-std, together with the host's expected output.
 //! * No heap: every buffer is a `static mut` of `main` (cortex-m-rt turns them into
 //!   `&'static mut`), sized at compile time from gconv-core's `const fn` geometry.
-//! * Bank choice: **expanded per call**. Each convolution gets the raw weights and one
-//!   shared scratch buffer sized for the largest bank (the D4->D4 bank); gconv-core
-//!   expands into it on every call. RAM cost: max over layers of the bank, instead of
-//!   the sum over layers of the banks when expanding once at boot. Flash holds only the
-//!   raw weights (|G| times smaller than the bank). Both figures are printed.
+//! * Convolutions: the core plan's choice for this target (`Plan`, `Auto`: the
+//!   blocked path). Each gets the raw weights from flash and one shared scratch sized
+//!   for the largest *block* of packed filters (`gconv_core::blocked`), never the
+//!   expanded bank: the D4->D4 layer needs 2,304 B of scratch instead of its
+//!   36,864 B bank. The packing runs inside every call and is part of every figure.
+//! * Then the five layers of the Cortex-M4 issue (`shapes.rs`), each on the blocked,
+//!   direct and group-Fourier paths, checked against the host's f64 reference.
 //! * Per-layer instruction counts from SysTick under `qemu -icount shift=6`
 //!   (instructions = ticks * 40 / 2^6, see `/work/shared/MCU.md`).
 //! * Exits with status 0 only when both models agree with the host within
@@ -27,9 +29,10 @@ use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::{debug, hprintln};
-use gconv_core::conv::{expand, group, lifting};
+use gconv_core::conv::{group, lifting};
+use gconv_core::fast::Kernel;
 use gconv_core::layers::{self, Reduce};
-use gconv_core::{C4, ConvShape, D4, Domain, Group, Padding};
+use gconv_core::{AlgorithmChoice, C4, ConvShape, D4, Domain, Group, Padding, Plan, blocked};
 use panic_semihosting as _;
 
 #[allow(clippy::all, missing_docs)]
@@ -109,15 +112,16 @@ const ACT_LEN: usize = max(
         Err(e) => Err(e),
     }),
 );
-/// Shared scratch: the largest expanded bank of all four convolutions.
+/// Shared scratch: the largest block of packed filters of the four convolutions
+/// (the blocked path's `scratch_len`, a `const fn`).
 const SCRATCH_LEN: usize = max(
     max(
-        ok(lifting::lifting_conv_scratch_len::<C4>(&LIFT)),
-        ok(group::group_conv_scratch_len::<C4>(&GCONV)),
+        ok(blocked::scratch_len::<C4>(Domain::Z2, &LIFT)),
+        ok(blocked::scratch_len::<C4>(Domain::Group, &GCONV)),
     ),
     max(
-        ok(lifting::lifting_conv_scratch_len::<D4>(&LIFT)),
-        ok(group::group_conv_scratch_len::<D4>(&GCONV)),
+        ok(blocked::scratch_len::<D4>(Domain::Z2, &LIFT)),
+        ok(blocked::scratch_len::<D4>(Domain::Group, &GCONV)),
     ),
 );
 
@@ -239,29 +243,32 @@ struct Buffers<'a> {
     scratch: &'a mut [f32],
 }
 
-/// Runs one model on `data::INPUT` and returns its output.
+#[inline(never)]
+/// Runs one model on `data::INPUT` and returns its output. Both convolutions run
+/// the core plan's choice for this target (the blocked path) from the raw weights in
+/// flash, sharing one scratch of a block of packed filters.
 fn forward<G: Group>(
     wt: &Weights,
     buf: &mut Buffers,
     timer: &mut Timer,
 ) -> Result<[f32; CLASSES], gconv_core::Error> {
-    let lift_geo = lifting::lifting_conv_geometry::<G>(&LIFT)?;
-    let gconv_geo = group::group_conv_geometry::<G>(&GCONV)?;
-    let n = lift_geo.output_len();
+    let n = lifting::lifting_conv_geometry::<G>(&LIFT)?.output_len();
     let (a, b) = (&mut buf.a[..n], &mut buf.b[..n]);
     let scratch = &mut *buf.scratch;
     let pooled_len = C * PLANE;
     let mut gap = [0.0f32; C];
     let mut y = [0.0f32; CLASSES];
 
-    timer.time(
-        "lift Z2->G 3x3 1->4 (incl. expand)",
-        lift_geo.macs(),
-        || lifting::lifting_conv::<G>(&LIFT, &data::INPUT, wt.lift_w, Some(wt.lift_b), a, scratch),
-    )?;
+    // One plan slot, reused: a `Plan` can hold a Fourier plan, so it takes a few
+    // kilobytes of stack (see the README). Plans are built outside the timed calls.
+    let mut plan = Plan::<G>::new(Domain::Z2, &LIFT, AlgorithmChoice::Auto, Kernel::Portable)?;
+    timer.time("lift Z2->G 3x3 1->4", plan.geometry().macs(), || {
+        plan.forward(&data::INPUT, wt.lift_w, Some(wt.lift_b), a, scratch)
+    })?;
     timer.time("relu", 0, || layers::relu(a));
-    timer.time("G->G 3x3 4->4 (incl. expand)", gconv_geo.macs(), || {
-        group::group_conv::<G>(&GCONV, a, wt.gconv_w, Some(wt.gconv_b), b, scratch)
+    plan = Plan::<G>::new(Domain::Group, &GCONV, AlgorithmChoice::Auto, Kernel::Portable)?;
+    timer.time("G->G 3x3 4->4", plan.geometry().macs(), || {
+        plan.forward(a, wt.gconv_w, Some(wt.gconv_b), b, scratch)
     })?;
     timer.time("relu", 0, || layers::relu(b));
     timer.time("group max pool", 0, || {
@@ -272,27 +279,6 @@ fn forward<G: Group>(
     })?;
     timer.time("dense 4->10", C * CLASSES, || {
         layers::dense(1, C, CLASSES, &gap, wt.dense_w, Some(wt.dense_b), &mut y)
-    })?;
-    // The expansion alone (not part of the forward total: indented names).
-    timer.time("  of which: expand lift bank", 0, || {
-        expand::expand_filter_bank::<G>(
-            Domain::Z2,
-            C,
-            1,
-            3,
-            wt.lift_w,
-            &mut scratch[..lift_geo.bank_len()],
-        )
-    })?;
-    timer.time("  of which: expand G->G bank", 0, || {
-        expand::expand_filter_bank::<G>(
-            Domain::Group,
-            C,
-            C,
-            3,
-            wt.gconv_w,
-            &mut scratch[..gconv_geo.bank_len()],
-        )
     })?;
     Ok(y)
 }
@@ -433,6 +419,8 @@ fn main() -> ! {
     };
     let ok_c4 = check::<C4>("C4", &c4, &mut buf);
     let ok_d4 = check::<D4>("D4", &d4, &mut buf);
+    // The models' stack, before the measured layers (whose Fourier path needs more).
+    let stack = stack_high_water();
 
     let t0 = now();
     let overhead = now() - t0;
@@ -447,9 +435,8 @@ fn main() -> ! {
         scratch: SHAPE_SCRATCH,
     };
     let ok_shapes = shapes::run_all(&mut shape_buf, &mut time);
-    let stack = stack_high_water();
 
-    footprint(stack);
+    footprint(stack, stack_high_water());
     if ok_c4 && ok_d4 && ok_shapes {
         hprintln!("RESULT: OK (C4 and D4 agree with the host, every measured layer with the reference)");
         debug::exit(debug::EXIT_SUCCESS);
@@ -467,8 +454,8 @@ fn main() -> ! {
     }
 }
 
-/// RAM and flash the model needs, in bytes, from the geometry and the buffers.
-fn footprint(stack: usize) {
+/// RAM and flash the models need, in bytes, from the geometry and the buffers.
+fn footprint(stack: usize, stack_all: usize) {
     const F: usize = core::mem::size_of::<f32>();
     hprintln!("footprint (bytes; f32 = 4 B):");
     hprintln!(
@@ -476,27 +463,47 @@ fn footprint(stack: usize) {
         "model",
         "layer",
         "raw (flash)",
-        "bank (scratch)",
-        "bank/raw"
+        "bank",
+        "block (scratch)"
     );
-    let rows = |model: &str, layer: &str, raw: usize, bank: usize| {
+    let rows = |model: &str, layer: &str, raw: usize, bank: usize, block: usize| {
         hprintln!(
             "  {:<6} {:<8} {:>10} {:>14} {:>14}",
             model,
             layer,
             raw * F,
             bank * F,
-            bank / raw
+            block * F
         );
     };
-    let lc4 = ok(lifting::lifting_conv_scratch_len::<C4>(&LIFT));
-    let gc4 = ok(group::group_conv_scratch_len::<C4>(&GCONV));
-    let ld4 = ok(lifting::lifting_conv_scratch_len::<D4>(&LIFT));
-    let gd4 = ok(group::group_conv_scratch_len::<D4>(&GCONV));
-    rows("C4", "lift", data::c4::LIFT_W.len(), lc4);
-    rows("C4", "G->G", data::c4::GCONV_W.len(), gc4);
-    rows("D4", "lift", data::d4::LIFT_W.len(), ld4);
-    rows("D4", "G->G", data::d4::GCONV_W.len(), gd4);
+    rows(
+        "C4",
+        "lift",
+        data::c4::LIFT_W.len(),
+        ok(lifting::lifting_conv_scratch_len::<C4>(&LIFT)),
+        ok(blocked::scratch_len::<C4>(Domain::Z2, &LIFT)),
+    );
+    rows(
+        "C4",
+        "G->G",
+        data::c4::GCONV_W.len(),
+        ok(group::group_conv_scratch_len::<C4>(&GCONV)),
+        ok(blocked::scratch_len::<C4>(Domain::Group, &GCONV)),
+    );
+    rows(
+        "D4",
+        "lift",
+        data::d4::LIFT_W.len(),
+        ok(lifting::lifting_conv_scratch_len::<D4>(&LIFT)),
+        ok(blocked::scratch_len::<D4>(Domain::Z2, &LIFT)),
+    );
+    rows(
+        "D4",
+        "G->G",
+        data::d4::GCONV_W.len(),
+        ok(group::group_conv_scratch_len::<D4>(&GCONV)),
+        ok(blocked::scratch_len::<D4>(Domain::Group, &GCONV)),
+    );
     let c4_params = (data::c4::LIFT_W.len()
         + data::c4::LIFT_B.len()
         + data::c4::GCONV_W.len()
@@ -518,21 +525,29 @@ fn footprint(stack: usize) {
         data::INPUT.len() * F
     );
     hprintln!(
-        "  scratch, expanded per call (this firmware): max bank = {} B",
+        "  scratch, blocked path (this firmware): largest block = {} B",
         SCRATCH_LEN * F
-    );
-    hprintln!(
-        "  scratch, expanded once at boot (alternative): C4 {} B + D4 {} B",
-        (lc4 + gc4) * F,
-        (ld4 + gd4) * F
     );
     hprintln!(
         "  activations: 2 x {} B (ping-pong, sized for D4)",
         ACT_LEN * F
     );
+    let harness_flash: usize = data::shapes::ALL
+        .iter()
+        .map(|s| s.input.len() + s.expected.len() + s.tolerance.len() + (s.weight.len() + s.bias.len()) * F)
+        .sum();
+    hprintln!(
+        "  measured layers: flash {} B RAM {} B (inputs, expected outputs, tolerances and weights of the five layers; their input, output and 2 MiB scratch buffers)",
+        harness_flash,
+        (SHAPE_IN_LEN + SHAPE_OUT_LEN + SHAPE_SCRATCH_LEN) * F
+    );
     hprintln!(
         "  stack high-water mark: {} B (painted {} B)",
         stack,
         PAINT_BYTES
+    );
+    hprintln!(
+        "  stack with the measured layers (all paths): {} B",
+        stack_all
     );
 }

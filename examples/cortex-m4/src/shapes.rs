@@ -7,15 +7,20 @@
 //! `macs` are the direct convolution's (`H'*W'*C_out*|G|*C_in*nti*K*K`), so every
 //! path's figure is per direct multiply-add; the timed call includes everything the
 //! path does per inference (the blocked path's per-block packing, the direct path's
-//! bank expansion). `scratch_bytes` is the RAM the call needs besides input and
-//! output; `weights_flash_bytes` the weights it reads from flash. Each output is
-//! checked against the host's f64 reference within the f32 rounding bound of its sum.
+//! bank expansion). `scratch_bytes` is the RAM the path needs besides input and
+//! output (for the Fourier path: its scratch plus the transformed weights, made at
+//! boot); `weights_flash_bytes` the raw weights in flash. Each output is checked
+//! against the host's f64 reference within the f32 rounding bound of its sum.
+//!
+//! Paths: `blocked` is what the core plan's `Auto` picks on this target
+//! ([`gconv_core::Plan`]); `direct` the expanded-bank correlation from raw weights
+//! (the bank expanded on every call, as this firmware did before the blocked
+//! path); `fourier` the group-Fourier path with the portable GEMM kernel.
 
 use cortex_m_semihosting::hprintln;
 use gconv_core::conv::{group, lifting};
 use gconv_core::fast::Kernel;
-use gconv_core::fourier::FourierPlan;
-use gconv_core::{C4, ConvGeometry, ConvShape, D4, Domain, Group, Padding, blocked};
+use gconv_core::{Algorithm, AlgorithmChoice, C4, ConvGeometry, ConvShape, D4, Domain, Group, Padding, Plan};
 
 use crate::data::Shape;
 
@@ -89,7 +94,9 @@ fn report(
     pass
 }
 
-/// Runs every path on every shape; true when all agree with the reference.
+/// Runs every path on every shape; true when all agree with the reference. Out of
+/// line, so that its plans' stack is not part of the models' (measured before).
+#[inline(never)]
 pub fn run_all(buf: &mut Buffers, time: &mut dyn FnMut(&mut dyn FnMut()) -> u64) -> bool {
     let mut all = true;
     for s in crate::data::shapes::ALL.iter() {
@@ -138,14 +145,24 @@ fn run<G: Group>(
     let weight_bytes = s.weight.len() * F;
     let mut pass = true;
 
-    // The blocked path: raw weights from flash, one packed block as scratch.
-    let need = blocked::scratch_len_for(&geo);
+    // The core plan's choice (Auto: the blocked path on this target): raw weights
+    // from flash are its prepared weights, one packed block of filters its scratch.
+    let plan = match Plan::<G>::new(domain, &shape, AlgorithmChoice::Auto, Kernel::Portable) {
+        Ok(p) => p,
+        Err(e) => {
+            hprintln!("{}: no plan: {:?}", s.name, e);
+            return false;
+        }
+    };
+    if plan.algorithm() != Algorithm::Blocked || plan.prepared_weights_len() != s.weight.len() {
+        hprintln!("{}: Auto chose {} on the Cortex-M4", s.name, plan.algorithm().name());
+        return false;
+    }
+    let need = plan.scratch_len();
     output.fill(f32::NAN);
     let mut result = Ok(());
     let scratch = &mut buf.scratch[..need];
-    let n = time(&mut || {
-        result = blocked::forward_geometry(&geo, input, s.weight, Some(s.bias), output, scratch)
-    });
+    let n = time(&mut || result = plan.forward(input, s.weight, Some(s.bias), output, scratch));
     pass &= result.is_ok() && report(s, "blocked", n, &geo, need * F, weight_bytes, output);
 
     // The direct path: the whole bank expanded into scratch on every call.
@@ -163,32 +180,35 @@ fn run<G: Group>(
 
     // The group-Fourier path: weights transformed once (not timed; they would be
     // computed on the host and stored in flash), scratch per call.
-    match FourierPlan::new(&geo) {
+    match Plan::<G>::new(domain, &shape, AlgorithmChoice::Fourier, Kernel::Portable) {
         Ok(plan) => {
-            let (wlen, slen) = (plan.packed_weights_len(), plan.scratch_len());
+            let (wlen, slen) = (plan.prepared_weights_len(), plan.scratch_len());
             if wlen + slen > buf.scratch.len() {
                 hprintln!(
-                    "cm4 {}: fourier needs {} B of weights + {} B of scratch: not measured",
+                    "{}: fourier needs {} B of weights + {} B of scratch: not measured",
                     s.name,
                     wlen * F,
                     slen * F
                 );
-                return pass;
+                return false;
             }
             let (packed, rest) = buf.scratch.split_at_mut(wlen);
-            if let Err(e) = plan.pack_weights(s.weight, packed) {
+            if let Err(e) = plan.prepare_weights(s.weight, packed, &mut []) {
                 hprintln!("{}: fourier weights {:?}", s.name, e);
                 return false;
             }
             let scratch = &mut rest[..slen];
             output.fill(f32::NAN);
-            let n = time(&mut || {
-                result =
-                    plan.forward(Kernel::Portable, input, packed, Some(s.bias), output, scratch)
-            });
-            pass &= result.is_ok() && report(s, "fourier", n, &geo, slen * F, wlen * F, output);
+            let n = time(&mut || result = plan.forward(input, packed, Some(s.bias), output, scratch));
+            // RAM: the per-call scratch and the transformed weights (made at boot
+            // here); flash: the raw weights they are made from.
+            let ram = (slen + wlen) * F;
+            pass &= result.is_ok() && report(s, "fourier", n, &geo, ram, weight_bytes, output);
         }
-        Err(e) => hprintln!("{}: no fourier plan: {:?}", s.name, e),
+        Err(e) => {
+            hprintln!("{}: no fourier plan: {:?}", s.name, e);
+            pass = false;
+        }
     }
     pass
 }

@@ -187,7 +187,7 @@ pub(super) fn column_k3(column: &Column, rows: (usize, usize), out: &mut OutBloc
     }
     let (row_bytes, plane_bytes) = (lay.w * 4, lay.plane_len * 4);
     let w_first = column.taps.0 * MR;
-    let mut run8 = |y: usize| {
+    let run8 = |y: usize| {
         let mut acc = [column.bias; 2 * NR_MAX];
         let (xp, wp) = (column.x_image.as_ptr(), column.packed.as_ptr());
         // SAFETY: `fits` was checked for the last tile, and `lo <= y <= hi - 8`: for

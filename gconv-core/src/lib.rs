@@ -46,7 +46,11 @@
 // in builds that enable those features at compile time), `fourier::butterfly_run` (the
 // transforms' vector loop, bounds checked once per run) and the lifting kernel's
 // stores (`fourier::lifting`, output rows checked once per row). Tested under Miri
-// (`scripts/miri.sh`).
+// (`scripts/miri.sh`). On Arm builds with an FPU, also in `blocked::tile::arm` (the
+// `asm!` tiles of the blocked path, read and write ranges checked once per strip or
+// column before the loop): Miri cannot run Arm assembly, so their portable twins are
+// what the host tests and Miri run, and the firmware (`scripts/cortex-m4.sh`) checks
+// the assembly's outputs against the f64 reference on the emulated Cortex-M4F.
 #![deny(unsafe_code)]
 
 pub mod blocked;

@@ -175,6 +175,8 @@ if [ $rc -eq 0 ]; then
         BEGIN {
             desc["a"] = "C4->C4 10->10, 28x28"; desc["e"] = "C4->C4 4->4, 16x16"; desc["d4"] = "D4->D4 4->4, 16x16"
             desc["lift-c4"] = "Z2->C4 1->10, 28x28"; desc["lift-d4"] = "Z2->D4 1->10, 28x28"
+            desc["d4-k5"] = "D4->D4 4->4, 16x16, **5x5**"; desc["lift-c4-k5"] = "Z2->C4 1->10, 28x28, **5x5**"
+            cmsis["d4-k5"] = "-"; cmsis["lift-c4-k5"] = "-"; plainc["d4-k5"] = "-"; plainc["lift-c4-k5"] = "-"
             cmsis["a"] = "1.86"; cmsis["e"] = "2.33"; cmsis["d4"] = "-"; cmsis["lift-c4"] = "8.24"; cmsis["lift-d4"] = "-"
             plainc["a"] = "6.4-7.1"; plainc["e"] = "6.4-7.1"; plainc["d4"] = "-"; plainc["lift-c4"] = "6.4-7.1"; plainc["lift-d4"] = "-"
         }
@@ -233,7 +235,7 @@ if [ $rc -eq 0 ]; then
             print "|---|---|---:|---:|---:|"
             for (i = 1; i <= nw; i++) print w[i]
             print ""
-            print "Instructions per direct multiply-add of the five layers of the Cortex-M4 issue (3x3, `same`, batch 1; each call includes its per-call packing or expansion; " checked " path outputs checked against the f64 reference):"
+            print "Instructions per direct multiply-add of the five layers of the Cortex-M4 issue (3x3) and two 5x5 layers (`same`, batch 1; each call includes its per-call packing or expansion; " checked " path outputs checked against the f64 reference):"
             print ""
             print "| shape | layer | blocked (Auto) | group-Fourier | direct | CMSIS-NN s8 ¹ | plain C f32 ¹ | blocked scratch (B) | Fourier RAM ² (B) | direct scratch (B) | raw weights in flash (B) |"
             print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

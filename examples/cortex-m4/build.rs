@@ -131,15 +131,18 @@ fn model(out: &mut String, module: &str, lift: Pair, group: Pair, seed: u64, inp
     out.push_str("}\n");
 }
 
-/// The measured layers of the Cortex-M4 issue: `(name, group, lifting, C_in, C_out,
-/// size)`, all 3x3, `same` padding, stride 1, batch 1. The firmware reads them from
-/// the generated `data::shapes` (src/shapes.rs).
-const SHAPES: [(&str, RefGroup, bool, usize, usize, usize); 5] = [
-    ("a", RefGroup::C4, false, 10, 10, 28),
-    ("e", RefGroup::C4, false, 4, 4, 16),
-    ("d4", RefGroup::D4, false, 4, 4, 16),
-    ("lift-c4", RefGroup::C4, true, 1, 10, 28),
-    ("lift-d4", RefGroup::D4, true, 1, 10, 28),
+/// The measured layers: `(name, group, lifting, C_in, C_out, size, K)`, `same`
+/// padding, stride 1, batch 1. The first five are the Cortex-M4 issue's (3x3); the
+/// two 5x5 layers check the blocked path's `K = 5` Arm tiles. The firmware reads them
+/// from the generated `data::shapes` (src/shapes.rs).
+const SHAPES: [(&str, RefGroup, bool, usize, usize, usize, usize); 7] = [
+    ("a", RefGroup::C4, false, 10, 10, 28, 3),
+    ("e", RefGroup::C4, false, 4, 4, 16, 3),
+    ("d4", RefGroup::D4, false, 4, 4, 16, 3),
+    ("lift-c4", RefGroup::C4, true, 1, 10, 28, 3),
+    ("lift-d4", RefGroup::D4, true, 1, 10, 28, 3),
+    ("d4-k5", RefGroup::D4, false, 4, 4, 16, 5),
+    ("lift-c4-k5", RefGroup::C4, true, 1, 10, 28, 5),
 ];
 
 /// Writes `data` as little-endian f32 to `OUT_DIR/<file>` (embedded with
@@ -155,14 +158,14 @@ fn blob(file: &str, data: &[f32]) {
 /// reference** (`gconv_std::reference`, written from the definition; not the kernel
 /// the device runs), as little-endian f32 blobs.
 fn shapes(out: &mut String) {
-    out.push_str("/// The measured layers (3x3, same padding, stride 1, batch 1).\npub mod shapes {\n");
+    out.push_str("/// The measured layers (same padding, stride 1, batch 1).\npub mod shapes {\n");
     out.push_str("    use super::Shape;\n");
-    let mut list = String::from("    pub static ALL: [Shape; 5] = [\n");
+    let mut list = format!("    pub static ALL: [Shape; {}] = [\n", SHAPES.len());
     let selftest = std::env::var_os("GCONV_CM4_SELFTEST_FAIL").is_some_and(|v| v == "1");
-    for (n, &(name, group, lifting, c_in, c_out, size)) in SHAPES.iter().enumerate() {
+    for (n, &(name, group, lifting, c_in, c_out, size, k)) in SHAPES.iter().enumerate() {
         let mut rng = SplitMix(0x5EED_0000 + n as u64);
         let nti = if lifting { 1 } else { group.order() };
-        let (k, planes_in) = (3, c_in * nti);
+        let planes_in = c_in * nti;
         let fan_in = planes_in * k * k;
         let x = rng.vec(planes_in * size * size, 1.0);
         let w = rng.vec(c_out * fan_in, (6.0 / fan_in as f32).sqrt());
@@ -177,7 +180,7 @@ fn shapes(out: &mut String) {
             width: size,
             kernel: k,
             stride: 1,
-            pad: [1; 4],
+            pad: [(k - 1) / 2; 4],
         };
         let r = reference_conv(&spec, &x, &w, Some(&b));
         let plane = group.order() * size * size;
@@ -212,7 +215,7 @@ fn shapes(out: &mut String) {
         writeln!(
             list,
             "        Shape {{ name: {name:?}, order: {order}, lifting: {lifting}, in_channels: {c_in}, \
-             out_channels: {c_out}, size: {size}, weight: &{upper}_W, bias: &{upper}_B, \
+             out_channels: {c_out}, size: {size}, kernel: {k}, weight: &{upper}_W, bias: &{upper}_B, \
              input: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{id}_x.bin\")), \
              expected: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{id}_y.bin\")), \
              tolerance: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{id}_tol.bin\")) }},",

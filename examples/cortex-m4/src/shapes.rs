@@ -121,7 +121,7 @@ fn run<G: Group>(
         out_channels: s.out_channels,
         height: s.size,
         width: s.size,
-        kernel: 3,
+        kernel: s.kernel,
         stride: 1,
         padding: Padding::Same,
     };

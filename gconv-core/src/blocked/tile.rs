@@ -129,8 +129,8 @@ impl Strip<'_> {
     pub fn run<const K: usize>(&self, y: usize, cols: (usize, usize), out: &mut OutBlock) {
         let (mut x, hi) = cols;
         #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_feature = "fpregs"))]
-        if K == 3 {
-            x = arm::strip_k3(self, y, cols, out);
+        if K == 3 || K == 5 {
+            x = arm::strip::<K>(self, y, cols, out);
         }
         while x + NR_MAX <= hi {
             out.store_row(y, x, &self.tile::<K, NR_MAX>(x));

@@ -3,7 +3,7 @@
 //! that each filter row's inputs and weights are fetched with one `VLDM` each.
 //!
 //! Per input plane and filter row, a row tile of `MR = 2` planes by `NR = 8` pixels
-//! runs
+//! (`K = 3`) runs
 //!
 //! ```text
 //! vldmia x, {s16-s25}     the 10 inputs the row's 3 taps read
@@ -13,9 +13,12 @@
 //!
 //! 51 instructions per 48 multiply-adds (plus 4 per plane for the loop). Tiles of 4
 //! to 8 pixels exist, so that an output row's interior columns are cut into tiles
-//! of nearly equal width with no pixel computed twice (26 = 7 + 7 + 6 + 6). Edge
-//! columns (`same` padding) run a column tile: 8 pixels down the column, 2 filter
-//! columns of 10 inputs each (`vldr` down the column), 48 multiply-adds per column.
+//! of nearly equal width with no pixel computed twice (26 = 7 + 7 + 6 + 6). For
+//! `K = 5` the tiles are 3 to 6 pixels wide (`VLDM` of 10 inputs and 10 weights, 60
+//! `VMLA` per filter row at 6 pixels), for 3 to 5 filter rows inside the input. Edge
+//! columns (`K = 3`, `same` padding) run a column tile: 8 pixels down the column, 2
+//! filter columns of 10 inputs each (`vldr` down the column), 48 multiply-adds per
+//! column; `K = 5` edge columns run the portable column tiles.
 //!
 //! `VMLA` rounds the product before adding it, as the portable tiles do, and the
 //! tiles sum in the portable tiles' order: the host's portable form and the device
@@ -65,29 +68,47 @@ macro_rules! row_tile_asm {
     };
 }
 
-/// Pixels of the widest tile.
+/// Pixels of the widest `K = 3` tile (the column tile's height too).
 const NR_MAX: usize = 8;
 
-/// Runs the Arm row tiles over output columns `cols` of row `y` (`K = 3`, 2 or 3
-/// filter rows inside the input) and returns the first column left for the
-/// portable tiles: `cols.1` when the run is at least 4 wide, else `cols.0`.
-pub(super) fn strip_k3(strip: &Strip, y: usize, cols: (usize, usize), out: &mut OutBlock) -> usize {
+/// The tile widths and filter-row counts with an Arm template, per kernel size:
+/// `(narrowest, widest, fewest rows)`; the most rows is `K`.
+const fn templates(k: usize) -> Option<(usize, usize, usize)> {
+    match k {
+        3 => Some((4, 8, 2)),
+        5 => Some((3, 6, 3)),
+        _ => None,
+    }
+}
+
+/// Runs the Arm row tiles (`K` = 3 or 5) over output columns `cols` of row `y` and
+/// returns the first column left for the portable tiles: `cols.1` when the run is
+/// at least 4 wide and enough filter rows are inside the input, else `cols.0`.
+pub(super) fn strip<const K: usize>(
+    strip: &Strip,
+    y: usize,
+    cols: (usize, usize),
+    out: &mut OutBlock,
+) -> usize {
     let lay = strip.lay;
     let planes = lay.planes_in;
     let (lo, hi) = cols;
     let width = hi - lo;
     let n_rows = strip.taps.1 - strip.taps.0;
+    let Some((nr_min, nr_max, min_rows)) = templates(K) else {
+        return lo;
+    };
     // The whole read range of the strip, checked once: `planes` planes of `n_rows`
-    // rows of the `width + 2` inputs from `first_input(lo)` in each, and `planes`
-    // times the 18 packed weights of a plane; the write range: `width` pixels of
-    // row `y` in both output planes.
+    // rows of the `width + K - 1` inputs from `first_input(lo)` in each, and
+    // `planes` times the `K*K*MR` packed weights of a plane; the write range:
+    // `width` pixels of row `y` in both output planes.
     let out_start = y * out.width + lo;
     let fits = width >= 4
-        && (n_rows == 2 || n_rows == 3)
+        && (min_rows..=K).contains(&n_rows)
         && planes > 0
-        && strip.first_input(lo) + (n_rows - 1) * lay.w + width + 2 <= lay.plane_len
+        && strip.first_input(lo) + (n_rows - 1) * lay.w + width + K - 1 <= lay.plane_len
         && strip.x_image.len() >= planes * lay.plane_len
-        && strip.packed.len() >= planes * 9 * MR
+        && strip.packed.len() >= planes * K * K * MR
         && out_start + out.plane + width <= out.block.len();
     if !fits {
         return lo;
@@ -96,12 +117,13 @@ pub(super) fn strip_k3(strip: &Strip, y: usize, cols: (usize, usize), out: &mut 
     // After the last row: on to the first row of the next plane.
     let skip = (lay.plane_len - (n_rows - 1) * lay.w) * 4;
     // Weights: the filter rows outside the input are skipped (before and after).
-    let w_first = strip.taps.0 * 3 * MR;
-    let w_skip = (3 - n_rows) * 3 * MR * 4;
+    let w_first = strip.taps.0 * K * MR;
+    let w_skip = (K - n_rows) * K * MR * 4;
     let ostride = out.plane * 4;
     let init = [strip.bias; 2 * NR_MAX];
-    // Equal tiles of at most 8 pixels: `tiles` of them, the first `wide` one wider.
-    let tiles = width.div_ceil(NR_MAX);
+    // Tiles of nearly equal width: `tiles` of them, the first `wide` one wider. Every
+    // width is in `nr_min..=nr_max` (for runs of 4 and more pixels).
+    let tiles = width.div_ceil(nr_max);
     let (narrow, wide) = (width / tiles, width % tiles);
     let (xp, wp, op) = (
         strip.x_image.as_ptr(),
@@ -111,50 +133,28 @@ pub(super) fn strip_k3(strip: &Strip, y: usize, cols: (usize, usize), out: &mut 
     let mut x = lo;
     for tile in 0..tiles {
         let nr = narrow + usize::from(tile < wide);
+        debug_assert!(
+            (nr_min..=nr_max).contains(&nr),
+            "no template for {nr} pixels"
+        );
         // SAFETY: `fits` checked the strip's whole read and write range: for every
-        // plane c < planes and row r < n_rows the `nr + 2 <= width + 2` inputs
-        // from `first_input(x) + c*plane_len + r*W` lie in `x_image` (x + nr <= hi),
-        // the weights of plane c from `w_first` on (`n_rows` rows of 6, then the
-        // rest skipped) lie in `packed`, and the `nr` outputs from
-        // `y*W' + x (+ plane)` lie in `out.block`; `planes >= 1`, so the loop stops
-        // after `planes` planes; `init` holds the 2*nr initial accumulators; every
-        // register the template changes is declared. `4 <= nr <= 8` (width >= 4).
+        // plane c < planes and row r < n_rows the `nr + K - 1` inputs from
+        // `first_input(x) + c*plane_len + r*W` lie in `x_image` (x + nr <= hi),
+        // the weights of plane c from `w_first` on (`n_rows` rows of `2K`, then the
+        // rest skipped) lie in `packed`, and the `nr` outputs from `y*W' + x
+        // (+ plane)` lie in `out.block`; `planes >= 1`, so the loop stops after
+        // `planes` planes; `init` holds at least the `2*nr` initial accumulators;
+        // every register the template changes is declared. A `(nr, n_rows)` without
+        // a template runs nothing (ruled out above).
         unsafe {
             let xp = xp.add(strip.first_input(x));
             let wp = wp.add(w_first);
             let op = op.add(y * out.width + x);
             let a = init.as_ptr();
-            match (nr, n_rows) {
-                (8, 3) => {
-                    row_tile_asm!(row_tile_k3_nr8_rows3; a, xp, wp, planes, row_bytes, skip, w_skip, op, ostride)
-                }
-                (8, _) => {
-                    row_tile_asm!(row_tile_k3_nr8_rows2; a, xp, wp, planes, row_bytes, skip, w_skip, op, ostride)
-                }
-                (7, 3) => {
-                    row_tile_asm!(row_tile_k3_nr7_rows3; a, xp, wp, planes, row_bytes, skip, w_skip, op, ostride)
-                }
-                (7, _) => {
-                    row_tile_asm!(row_tile_k3_nr7_rows2; a, xp, wp, planes, row_bytes, skip, w_skip, op, ostride)
-                }
-                (6, 3) => {
-                    row_tile_asm!(row_tile_k3_nr6_rows3; a, xp, wp, planes, row_bytes, skip, w_skip, op, ostride)
-                }
-                (6, _) => {
-                    row_tile_asm!(row_tile_k3_nr6_rows2; a, xp, wp, planes, row_bytes, skip, w_skip, op, ostride)
-                }
-                (5, 3) => {
-                    row_tile_asm!(row_tile_k3_nr5_rows3; a, xp, wp, planes, row_bytes, skip, w_skip, op, ostride)
-                }
-                (5, _) => {
-                    row_tile_asm!(row_tile_k3_nr5_rows2; a, xp, wp, planes, row_bytes, skip, w_skip, op, ostride)
-                }
-                (_, 3) => {
-                    row_tile_asm!(row_tile_k3_nr4_rows3; a, xp, wp, planes, row_bytes, skip, w_skip, op, ostride)
-                }
-                (_, _) => {
-                    row_tile_asm!(row_tile_k3_nr4_rows2; a, xp, wp, planes, row_bytes, skip, w_skip, op, ostride)
-                }
+            if K == 3 {
+                row_tile_k3!(nr, n_rows; a, xp, wp, planes, row_bytes, skip, w_skip, op, ostride);
+            } else {
+                row_tile_k5!(nr, n_rows; a, xp, wp, planes, row_bytes, skip, w_skip, op, ostride);
             }
         }
         x += nr;

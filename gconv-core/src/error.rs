@@ -231,3 +231,14 @@ pub(crate) fn check_len(buffer: Buffer, found: usize, expected: usize) -> Result
         })
     }
 }
+
+/// The first `need` values of a caller's scratch buffer, or the
+/// [`Error::BufferLength`] that says it is shorter.
+pub(crate) fn scratch_prefix(scratch: &mut [f32], need: usize) -> Result<&mut [f32], Error> {
+    let found = scratch.len();
+    scratch.get_mut(..need).ok_or(Error::BufferLength {
+        buffer: Buffer::Scratch,
+        expected: need,
+        found,
+    })
+}

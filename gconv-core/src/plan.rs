@@ -78,9 +78,10 @@
 use core::marker::PhantomData;
 
 use crate::blocked;
+use crate::conv::check_io;
 use crate::conv::expand::expand_for;
 use crate::driver::correlate;
-use crate::error::{Buffer, Error, check_len};
+use crate::error::{Buffer, Error, check_len, scratch_prefix};
 use crate::fast::{FastPlan, Kernel};
 use crate::fourier::FourierPlan;
 use crate::group::Group;
@@ -392,13 +393,7 @@ impl<G: Group> Plan<G> {
     ) -> Result<(), Error> {
         check_len(Buffer::Weight, raw.len(), self.geo.weight_len())?;
         check_len(Buffer::Bank, prepared.len(), self.prepared_weights_len())?;
-        let need = self.prepare_scratch_len();
-        let found = scratch.len();
-        let scratch = scratch.get_mut(..need).ok_or(Error::BufferLength {
-            buffer: Buffer::Scratch,
-            expected: need,
-            found,
-        })?;
+        let scratch = scratch_prefix(scratch, self.prepare_scratch_len())?;
         match &self.body {
             Body::Direct => expand_for(&self.geo, raw, prepared),
             Body::Blocked => {
@@ -455,23 +450,13 @@ impl<G: Group> Plan<G> {
         scratch: &mut [f32],
     ) -> Result<(), Error> {
         let geo = &self.geo;
-        check_len(Buffer::Input, input.len(), geo.input_len())?;
+        check_io(geo, input, bias, output)?;
         let prepared_buffer = match self.body {
             Body::Blocked => Buffer::Weight,
             _ => Buffer::Bank,
         };
         check_len(prepared_buffer, prepared.len(), self.prepared_weights_len())?;
-        if let Some(b) = bias {
-            check_len(Buffer::Bias, b.len(), geo.bias_len())?;
-        }
-        check_len(Buffer::Output, output.len(), geo.output_len())?;
-        let need = self.scratch_len();
-        let found = scratch.len();
-        let scratch = scratch.get_mut(..need).ok_or(Error::BufferLength {
-            buffer: Buffer::Scratch,
-            expected: need,
-            found,
-        })?;
+        let scratch = scratch_prefix(scratch, self.scratch_len())?;
         if matches!(self.body, Body::Fast(_) | Body::Fourier(_)) && !self.isa.is_compiled() {
             return Err(Error::KernelNotCompiled {
                 kernel: self.isa.name(),

@@ -267,7 +267,12 @@ fn forward<G: Group>(
         plan.forward(&data::INPUT, wt.lift_w, Some(wt.lift_b), a, scratch)
     })?;
     timer.time("relu", 0, || layers::relu(a));
-    plan = Plan::<G>::new(Domain::Group, &GCONV, AlgorithmChoice::Auto, Kernel::Portable)?;
+    plan = Plan::<G>::new(
+        Domain::Group,
+        &GCONV,
+        AlgorithmChoice::Auto,
+        Kernel::Portable,
+    )?;
     timer.time("G->G 3x3 4->4", plan.geometry().macs(), || {
         plan.forward(a, wt.gconv_w, Some(wt.gconv_b), b, scratch)
     })?;
@@ -439,7 +444,9 @@ fn main() -> ! {
 
     footprint(stack, stack_high_water());
     if ok_c4 && ok_d4 && ok_shapes {
-        hprintln!("RESULT: OK (C4 and D4 agree with the host, every measured layer with the reference)");
+        hprintln!(
+            "RESULT: OK (C4 and D4 agree with the host, every measured layer with the reference)"
+        );
         debug::exit(debug::EXIT_SUCCESS);
     } else {
         hprintln!(
@@ -477,34 +484,39 @@ fn footprint(stack: usize, stack_all: usize) {
             block * F
         );
     };
-    rows(
-        "C4",
-        "lift",
-        data::c4::LIFT_W.len(),
-        ok(lifting::lifting_conv_scratch_len::<C4>(&LIFT)),
-        ok(blocked::scratch_len::<C4>(Domain::Z2, &LIFT)),
-    );
-    rows(
-        "C4",
-        "G->G",
-        data::c4::GCONV_W.len(),
-        ok(group::group_conv_scratch_len::<C4>(&GCONV)),
-        ok(blocked::scratch_len::<C4>(Domain::Group, &GCONV)),
-    );
-    rows(
-        "D4",
-        "lift",
-        data::d4::LIFT_W.len(),
-        ok(lifting::lifting_conv_scratch_len::<D4>(&LIFT)),
-        ok(blocked::scratch_len::<D4>(Domain::Z2, &LIFT)),
-    );
-    rows(
-        "D4",
-        "G->G",
-        data::d4::GCONV_W.len(),
-        ok(group::group_conv_scratch_len::<D4>(&GCONV)),
-        ok(blocked::scratch_len::<D4>(Domain::Group, &GCONV)),
-    );
+    let convs = [
+        (
+            "C4",
+            "lift",
+            data::c4::LIFT_W.len(),
+            lifting::lifting_conv_scratch_len::<C4>(&LIFT),
+            blocked::scratch_len::<C4>(Domain::Z2, &LIFT),
+        ),
+        (
+            "C4",
+            "G->G",
+            data::c4::GCONV_W.len(),
+            group::group_conv_scratch_len::<C4>(&GCONV),
+            blocked::scratch_len::<C4>(Domain::Group, &GCONV),
+        ),
+        (
+            "D4",
+            "lift",
+            data::d4::LIFT_W.len(),
+            lifting::lifting_conv_scratch_len::<D4>(&LIFT),
+            blocked::scratch_len::<D4>(Domain::Z2, &LIFT),
+        ),
+        (
+            "D4",
+            "G->G",
+            data::d4::GCONV_W.len(),
+            group::group_conv_scratch_len::<D4>(&GCONV),
+            blocked::scratch_len::<D4>(Domain::Group, &GCONV),
+        ),
+    ];
+    for (model, layer, raw, bank, block) in convs {
+        rows(model, layer, raw, ok(bank), ok(block));
+    }
     let c4_params = (data::c4::LIFT_W.len()
         + data::c4::LIFT_B.len()
         + data::c4::GCONV_W.len()
@@ -535,7 +547,12 @@ fn footprint(stack: usize, stack_all: usize) {
     );
     let harness_flash: usize = data::shapes::ALL
         .iter()
-        .map(|s| s.input.len() + s.expected.len() + s.tolerance.len() + (s.weight.len() + s.bias.len()) * F)
+        .map(|s| {
+            s.input.len()
+                + s.expected.len()
+                + s.tolerance.len()
+                + (s.weight.len() + s.bias.len()) * F
+        })
         .sum();
     hprintln!(
         "  measured layers: flash {} B RAM {} B (inputs, expected outputs, tolerances and weights of the five layers; their input, output and 2 MiB scratch buffers)",

@@ -20,7 +20,9 @@
 use cortex_m_semihosting::hprintln;
 use gconv_core::conv::{group, lifting};
 use gconv_core::fast::Kernel;
-use gconv_core::{Algorithm, AlgorithmChoice, C4, ConvGeometry, ConvShape, D4, Domain, Group, Padding, Plan};
+use gconv_core::{
+    Algorithm, AlgorithmChoice, C4, ConvGeometry, ConvShape, D4, Domain, Group, Padding, Plan,
+};
 
 use crate::data::Shape;
 
@@ -155,7 +157,11 @@ fn run<G: Group>(
         }
     };
     if plan.algorithm() != Algorithm::Blocked || plan.prepared_weights_len() != s.weight.len() {
-        hprintln!("{}: Auto chose {} on the Cortex-M4", s.name, plan.algorithm().name());
+        hprintln!(
+            "{}: Auto chose {} on the Cortex-M4",
+            s.name,
+            plan.algorithm().name()
+        );
         return false;
     }
     let need = plan.scratch_len();
@@ -199,7 +205,8 @@ fn run<G: Group>(
             }
             let scratch = &mut rest[..slen];
             output.fill(f32::NAN);
-            let n = time(&mut || result = plan.forward(input, packed, Some(s.bias), output, scratch));
+            let n =
+                time(&mut || result = plan.forward(input, packed, Some(s.bias), output, scratch));
             // RAM: the per-call scratch and the transformed weights (made at boot
             // here); flash: the raw weights they are made from.
             let ram = (slen + wlen) * F;

@@ -57,7 +57,8 @@ mod tile;
 
 use core::num::NonZeroUsize;
 
-use crate::error::{Buffer, Error, check_len};
+use crate::conv::check_io;
+use crate::error::{Buffer, Error, check_len, scratch_prefix};
 use crate::group::tables::table_entry;
 use crate::group::{Group, compose_closed_form, inverse_closed_form};
 use crate::shape::{ConvGeometry, ConvShape, Domain};
@@ -135,20 +136,9 @@ pub fn forward_geometry(
             tile: MR,
         });
     };
-    check_len(Buffer::Input, input.len(), geo.input_len())?;
+    check_io(geo, input, bias, output)?;
     check_len(Buffer::Weight, weight.len(), geo.weight_len())?;
-    if let Some(b) = bias {
-        check_len(Buffer::Bias, b.len(), geo.bias_len())?;
-    }
-    check_len(Buffer::Output, output.len(), geo.output_len())?;
-    let need = scratch_len_for(geo);
-    let Some(packed) = scratch.get_mut(..need) else {
-        return Err(Error::BufferLength {
-            buffer: Buffer::Scratch,
-            expected: need,
-            found: scratch.len(),
-        });
-    };
+    let packed = scratch_prefix(scratch, scratch_len_for(geo))?;
     let Some(lay) = Layout::new(geo) else {
         return Ok(()); // unreachable: the geometry has no zero size
     };

@@ -13,6 +13,32 @@ use super::{Layout, MR};
 #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_feature = "fpregs"))]
 mod arm;
 
+/// Covers `from..to` with tiles of 8, then at most one each of 4, 2 and 1 pixels:
+/// `$tile` runs with `$at` the tile's first index and `$nr` its width, a `const`.
+macro_rules! cover_8421 {
+    ($from:expr, $to:expr, |$at:ident, $nr:ident| $tile:expr) => {{
+        let (mut $at, to) = ($from, $to);
+        while $at + 8 <= to {
+            const $nr: usize = 8;
+            $tile;
+            $at += 8;
+        }
+        cover_8421!(@one $at, to, $nr, 4, $tile);
+        cover_8421!(@one $at, to, $nr, 2, $tile);
+        if $at < to {
+            const $nr: usize = 1;
+            $tile;
+        }
+    }};
+    (@one $at:ident, $to:ident, $nr:ident, $width:literal, $tile:expr) => {
+        if $at + $width <= $to {
+            const $nr: usize = $width;
+            $tile;
+            $at += $width;
+        }
+    };
+}
+
 /// Widest tile: `MR * NR_MAX` accumulators and `NR_MAX + K - 1` inputs in registers
 /// (16 + 10 + 2 of the Cortex-M4F's 32 single-precision registers at `K = 3`).
 const NR_MAX: usize = 8;
@@ -127,26 +153,19 @@ impl Strip<'_> {
     /// compile time.
     #[inline(never)]
     pub fn run<const K: usize>(&self, y: usize, cols: (usize, usize), out: &mut OutBlock) {
-        let (mut x, hi) = cols;
+        let (x, hi) = cols;
+        // The Arm tiles take what they can; the portable tiles the rest.
         #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_feature = "fpregs"))]
-        if K == 3 || K == 5 {
-            x = arm::strip::<K>(self, y, cols, out);
-        }
-        while x + NR_MAX <= hi {
-            out.store_row(y, x, &self.tile::<K, NR_MAX>(x));
-            x += NR_MAX;
-        }
-        if x + 4 <= hi {
-            out.store_row(y, x, &self.tile::<K, 4>(x));
-            x += 4;
-        }
-        if x + 2 <= hi {
-            out.store_row(y, x, &self.tile::<K, 2>(x));
-            x += 2;
-        }
-        if x < hi {
-            out.store_row(y, x, &self.tile::<K, 1>(x));
-        }
+        let x = if K == 3 || K == 5 {
+            arm::strip::<K>(self, y, cols, out)
+        } else {
+            x
+        };
+        cover_8421!(x, hi, |at, NR| out.store_row(
+            y,
+            at,
+            &self.tile::<K, NR>(at)
+        ));
     }
 
     /// Output columns `cols.0..cols.1` of row `y` for any kernel size: tiles of 8
@@ -263,26 +282,18 @@ impl Column<'_> {
     /// compile time (`K <= 5`).
     #[inline(never)]
     pub fn run<const K: usize>(&self, rows: (usize, usize), out: &mut OutBlock) {
-        let (mut y, hi) = rows;
+        let (y, hi) = rows;
         #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_feature = "fpregs"))]
-        if K == 3 {
-            y = arm::column_k3(self, rows, out);
-        }
-        while y + NR_MAX <= hi {
-            out.store_column(y, self.x, &self.tile::<K, NR_MAX>(y));
-            y += NR_MAX;
-        }
-        if y + 4 <= hi {
-            out.store_column(y, self.x, &self.tile::<K, 4>(y));
-            y += 4;
-        }
-        if y + 2 <= hi {
-            out.store_column(y, self.x, &self.tile::<K, 2>(y));
-            y += 2;
-        }
-        if y < hi {
-            out.store_column(y, self.x, &self.tile::<K, 1>(y));
-        }
+        let y = if K == 3 {
+            arm::column_k3(self, rows, out)
+        } else {
+            y
+        };
+        cover_8421!(y, hi, |at, NR| out.store_column(
+            at,
+            self.x,
+            &self.tile::<K, NR>(at)
+        ));
     }
 
     /// Output rows `rows.0..rows.1` (interior rows) for any kernel size, pixel by

@@ -23,7 +23,7 @@ use crate::group::Group;
 use crate::shape::{ConvGeometry, ConvShape, Domain};
 
 /// Checks the buffers every forward pass shares: input, bias, output.
-fn check_io(
+pub(crate) fn check_io(
     geo: &ConvGeometry,
     input: &[f32],
     bias: Option<&[f32]>,

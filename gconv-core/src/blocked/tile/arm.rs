@@ -35,26 +35,13 @@ use crate::blocked::MR;
 
 include!("arm_templates.rs");
 
-/// Runs one generated tile template over `planes` input planes with every
-/// single-precision register declared clobbered. Operands: `acc` (the initial
-/// accumulators), `x`, `w` (input and weight pointers, advanced by the template),
-/// `n` (plane count), `row` and `skip` (input byte strides after a row and after a
-/// plane's last row), `wskip` (weight bytes skipped per plane), `out` (plane 0 of
-/// the output pixels) and `ostride` (bytes from plane 0 to plane 1).
-macro_rules! row_tile_asm {
-    ($template:ident; $acc:expr, $x:expr, $w:expr, $n:expr, $row:expr, $skip:expr,
-     $wskip:expr, $out:expr, $ostride:expr) => {
+/// `asm!` with every single-precision register declared clobbered (the tiles use
+/// all 32) and no stack use: the template, then the operands.
+macro_rules! vfp_asm {
+    ($template:expr; $($operands:tt)*) => {
         core::arch::asm!(
-            $template!(),
-            acc = in(reg) $acc,
-            x = inout(reg) $x => _,
-            w = inout(reg) $w => _,
-            n = inout(reg) $n => _,
-            row = in(reg) $row,
-            skip = in(reg) $skip,
-            wskip = in(reg) $wskip,
-            out = inout(reg) $out => _,
-            ostride = in(reg) $ostride,
+            $template,
+            $($operands)*
             out("s0") _, out("s1") _, out("s2") _, out("s3") _,
             out("s4") _, out("s5") _, out("s6") _, out("s7") _,
             out("s8") _, out("s9") _, out("s10") _, out("s11") _,
@@ -64,6 +51,28 @@ macro_rules! row_tile_asm {
             out("s24") _, out("s25") _, out("s26") _, out("s27") _,
             out("s28") _, out("s29") _, out("s30") _, out("s31") _,
             options(nostack),
+        )
+    };
+}
+
+/// Runs one generated row-tile template over `planes` input planes. Operands:
+/// `acc` (the initial accumulators), `x`, `w` (input and weight pointers, advanced
+/// by the template), `n` (plane count), `row` and `skip` (input byte strides after a
+/// row and after a plane's last row), `wskip` (weight bytes skipped per plane),
+/// `out` (plane 0 of the output pixels) and `ostride` (bytes from plane 0 to 1).
+macro_rules! row_tile_asm {
+    ($template:ident; $acc:expr, $x:expr, $w:expr, $n:expr, $row:expr, $skip:expr,
+     $wskip:expr, $out:expr, $ostride:expr) => {
+        vfp_asm!($template!();
+            acc = in(reg) $acc,
+            x = inout(reg) $x => _,
+            w = inout(reg) $w => _,
+            n = inout(reg) $n => _,
+            row = in(reg) $row,
+            skip = in(reg) $skip,
+            wskip = in(reg) $wskip,
+            out = inout(reg) $out => _,
+            ostride = in(reg) $ostride,
         )
     };
 }
@@ -198,8 +207,7 @@ pub(super) fn column_k3(column: &Column, rows: (usize, usize), out: &mut OutBloc
         // register it changes is declared.
         unsafe {
             let (xp, wp, acc) = (xp.add(first(y)), wp.add(w_first), acc.as_mut_ptr());
-            core::arch::asm!(
-                column_tile_k3_nr8!(),
+            vfp_asm!(column_tile_k3_nr8!();
                 acc = in(reg) acc,
                 x = inout(reg) xp => _,
                 w = inout(reg) wp => _,
@@ -207,15 +215,6 @@ pub(super) fn column_k3(column: &Column, rows: (usize, usize), out: &mut OutBloc
                 t = out(reg) _,
                 row = in(reg) row_bytes,
                 plane = in(reg) plane_bytes,
-                out("s0") _, out("s1") _, out("s2") _, out("s3") _,
-                out("s4") _, out("s5") _, out("s6") _, out("s7") _,
-                out("s8") _, out("s9") _, out("s10") _, out("s11") _,
-                out("s12") _, out("s13") _, out("s14") _, out("s15") _,
-                out("s16") _, out("s17") _, out("s18") _, out("s19") _,
-                out("s20") _, out("s21") _, out("s22") _, out("s23") _,
-                out("s24") _, out("s25") _, out("s26") _, out("s27") _,
-                out("s28") _, out("s29") _, out("s30") _, out("s31") _,
-                options(nostack),
             );
         }
         let mut tile = [[0.0; NR_MAX]; MR];

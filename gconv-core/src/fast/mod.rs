@@ -62,9 +62,10 @@ mod pack;
 pub mod peak;
 mod tile;
 
+use core::num::NonZeroUsize;
 use core::ops::Range;
 
-use crate::error::{Buffer, Error, check_len};
+use crate::error::{Buffer, Dim, Error, check_len};
 use crate::group::Group;
 use crate::shape::ConvGeometry;
 
@@ -73,6 +74,9 @@ pub use tile::Kernel;
 /// Output planes per micro-kernel tile. Every `C_out*nto` is a multiple of it, since
 /// `nto = |G|` is 4 (C4) or 8 (D4).
 pub const MR: usize = 4;
+
+/// [`MR`] as a `NonZeroUsize`, for chunk sizes without a panic path.
+const MR_NZ: NonZeroUsize = NonZeroUsize::new(MR).expect("MR is not zero");
 
 // A tile's `MR` planes are orientations of one G-channel, found with a shift.
 static_assertions::const_assert!(
@@ -118,16 +122,26 @@ pub fn pack_bank(bank_shape: [usize; 4], bank: &[f32], packed: &mut [f32]) -> Re
     Ok(())
 }
 
+/// `n.div_ceil(d)` by a divisor that is nonzero as a type (no panic path).
+fn div_ceil(n: usize, d: NonZeroUsize) -> usize {
+    n / d + usize::from(n % d != 0)
+}
+
 /// Everything the fast path derives from a layer's geometry: phase sizes, the flat
 /// output run, tap offsets and buffer lengths. Cheap to build (no allocation).
 #[derive(Clone, Debug)]
 pub struct FastPlan {
     geo: ConvGeometry,
+    /// The geometry's stride, nonzero as a type: the packing divides by it.
+    stride: NonZeroUsize,
     planes_in: usize,
     planes_out: usize,
-    /// Rows and columns of each stride phase.
+    /// Rows and columns of each stride phase (at least `K` columns: the tiles divide
+    /// flat output indices by it).
     phase_h: usize,
-    phase_w: usize,
+    phase_w: NonZeroUsize,
+    /// `H' * W'`: values per output plane (the tiles' output chunks).
+    out_plane: NonZeroUsize,
     /// `s*s*phase_h*phase_w`: the distance between packed planes.
     plane_len: usize,
     /// `out_h * phase_w`: flat outputs per plane (dropped columns included).
@@ -151,7 +165,11 @@ impl FastPlan {
     /// whose order is not `MR` or `2*MR`; [`Error::SizeOverflow`]
     /// if the packed input length overflows `usize`.
     pub fn new(geo: &ConvGeometry) -> Result<Self, Error> {
-        let (k, s) = (geo.kernel(), geo.stride());
+        let k = geo.kernel();
+        // A validated geometry has a stride of at least 1; as a `NonZeroUsize` the
+        // divisions by it below have no division-by-zero path.
+        let stride = NonZeroUsize::new(geo.stride()).ok_or(Error::ZeroDimension(Dim::Stride))?;
+        let s = stride.get();
         if k > MAX_KERNEL {
             return Err(Error::KernelTooLargeForFastPath {
                 kernel: k,
@@ -170,7 +188,10 @@ impl FastPlan {
         // Only the padded rows/columns some output reads: `(out-1)*s + K`.
         let read_h = (oh - 1) * s + k;
         let read_w = (ow - 1) * s + k;
-        let (phase_h, phase_w) = (read_h.div_ceil(s), read_w.div_ceil(s));
+        let (phase_h, phase_w) = (div_ceil(read_h, stride), div_ceil(read_w, stride));
+        // Both at least 1 for a validated geometry (`read_w >= K >= 1`, `H', W' >= 1`).
+        let phase_w_nz = NonZeroUsize::new(phase_w).ok_or(Error::ZeroDimension(Dim::Kernel))?;
+        let out_plane = NonZeroUsize::new(oh * ow).ok_or(Error::ZeroDimension(Dim::Height))?;
         let planes_in = geo.in_channels() * geo.nti();
         let planes_out = geo.out_channels() * geo.nto();
         let overflow = || Error::SizeOverflow;
@@ -181,8 +202,8 @@ impl FastPlan {
         let mut taps = [0usize; MAX_KERNEL * MAX_KERNEL];
         for p in 0..k {
             for q in 0..k {
-                let phase = (p % s) * s + q % s;
-                taps[p * k + q] = phase * phase_len + (p / s) * phase_w + q / s;
+                let phase = (p % stride) * s + q % stride;
+                taps[p * k + q] = phase * phase_len + (p / stride) * phase_w + q / stride;
             }
         }
         let max_tap = taps[..k * k].iter().copied().max().unwrap_or(0);
@@ -217,10 +238,12 @@ impl FastPlan {
             .ok_or_else(overflow)?;
         Ok(FastPlan {
             geo: *geo,
+            stride,
             planes_in,
             planes_out,
             phase_h,
-            phase_w,
+            phase_w: phase_w_nz,
+            out_plane,
             plane_len,
             n_flat,
             packed_input_len: body.max(reach),
@@ -255,17 +278,18 @@ impl FastPlan {
     /// Columns of each stride phase of the packed input: output pixel `(y, x)` reads
     /// tap `p` at `tap_offset(p) + y*phase_width() + x` of its packed plane.
     pub(crate) const fn phase_width(&self) -> usize {
-        self.phase_w
+        self.phase_w.get()
     }
 
     /// Offsets of the taps `p = u*K + v` in a packed plane, `K*K` of them.
     pub(crate) fn tap_offsets(&self) -> &[usize] {
-        &self.taps[..self.n_taps]
+        // `n_taps = K*K <= MAX_KERNEL^2` (checked in `new`): never the fallback.
+        self.taps.get(..self.n_taps).unwrap_or(&[])
     }
 
     /// Offset of tap `p = u*K + v` in a packed plane (0 for `p >= K*K`).
     pub(crate) fn tap_offset(&self, p: usize) -> usize {
-        self.taps[..self.n_taps].get(p).copied().unwrap_or(0)
+        self.tap_offsets().get(p).copied().unwrap_or(0)
     }
 
     /// Output values of one image: `C_out*nto*H'*W'`.

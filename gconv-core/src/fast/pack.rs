@@ -1,6 +1,8 @@
 //! Packing the operands of the fast path: the bank once per weight change, the input
 //! once per image. Plain copies; the callers in `mod.rs` have checked every length.
 
+use core::num::NonZeroUsize;
+
 use super::{FastPlan, MR};
 
 /// `bank (planes_out, planes_in, taps)` (OIHW, `taps = K*K`) to
@@ -35,16 +37,20 @@ pub(super) fn pack_bank(bank: &[f32], packed: &mut [f32], planes_in: usize, taps
 /// `(i % s, j % s)`, row `i / s`, column `j / s`. Rows and columns that no output reads
 /// (`i >= phase_h*s` region past the read extent) are not stored.
 pub(super) fn pack_input(plan: &FastPlan, image: &[f32], packed: &mut [f32]) {
-    let (h, w) = (plan.geo.height(), plan.geo.width());
-    if h == 0 || w == 0 || plan.plane_len == 0 {
+    // Both nonzero for a validated geometry; as `NonZeroUsize` the chunk sizes have
+    // no panic path.
+    let (Some(hw), Some(plane_len)) = (
+        NonZeroUsize::new(plan.geo.height() * plan.geo.width()),
+        NonZeroUsize::new(plan.plane_len),
+    ) else {
         packed.fill(0.0);
         return;
-    }
+    };
     let body = (plan.planes_in * plan.plane_len).min(packed.len());
     let (planes, tail) = packed.split_at_mut(body);
     for (plane, dst) in image
-        .chunks_exact(h * w)
-        .zip(planes.chunks_exact_mut(plan.plane_len))
+        .chunks_exact(hw.get())
+        .zip(planes.chunks_exact_mut(plane_len.get()))
     {
         pack_plane(plan, plane, dst);
     }
@@ -55,9 +61,9 @@ pub(super) fn pack_input(plan: &FastPlan, image: &[f32], packed: &mut [f32]) {
 /// `s*s` stride phases of the zero-padded plane. Every element of `dst` is written.
 pub(super) fn pack_plane(plan: &FastPlan, plane: &[f32], dst: &mut [f32]) {
     let geo = &plan.geo;
-    let (w, s) = (geo.width(), geo.stride());
+    let (w, s) = (geo.width(), plan.stride);
     let [top, _, left, _] = geo.padding();
-    let (ph, pw) = (plan.phase_h, plan.phase_w);
+    let (ph, pw) = (plan.phase_h, plan.phase_w.get());
     let phase_len = ph * pw;
     dst.fill(0.0);
     if w == 0 {
@@ -69,7 +75,7 @@ pub(super) fn pack_plane(plan: &FastPlan, plane: &[f32], dst: &mut [f32]) {
         if r >= ph {
             break;
         }
-        if s == 1 {
+        if s.get() == 1 {
             // One phase: the padded row, `left` zeros first.
             let start = r * pw + left;
             let n = w.min(pw.saturating_sub(left));
@@ -84,7 +90,7 @@ pub(super) fn pack_plane(plan: &FastPlan, plane: &[f32], dst: &mut [f32]) {
             if c >= pw {
                 break;
             }
-            if let Some(d) = dst.get_mut((a * s + b) * phase_len + r * pw + c) {
+            if let Some(d) = dst.get_mut((a * s.get() + b) * phase_len + r * pw + c) {
                 *d = v;
             }
         }

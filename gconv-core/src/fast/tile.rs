@@ -17,7 +17,7 @@
 
 use core::ops::Range;
 
-use super::{FastPlan, MR};
+use super::{FastPlan, MR, MR_NZ};
 
 /// The micro-kernels, each with its tile size `MR x NR`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -130,8 +130,8 @@ fn planes_per_block(plan: &FastPlan, nr: usize) -> usize {
     if plan.geo.kernel() == 1 {
         return (L2_F32 / (N_GROUP * nr)).clamp(1, plan.planes_in.max(1));
     }
-    let reach = N_GROUP * nr + (plan.geo.kernel() - 1) * (plan.phase_w + 1);
-    (L1_F32 / reach).clamp(1, plan.planes_in.max(1))
+    let reach = N_GROUP * nr + (plan.geo.kernel() - 1) * (plan.phase_w.get() + 1);
+    (L1_F32 / reach.max(1)).clamp(1, plan.planes_in.max(1))
 }
 
 /// How a kernel's tiles cover one output plane: where each tile starts on the flat
@@ -190,14 +190,15 @@ impl<const NR: usize> Tiling<NR> for RowTiles<'_> {
     }
     fn start(&self, j: usize) -> usize {
         let (band, seg) = (j / self.per_band(), j % self.per_band());
-        band * self.rows * self.plan.phase_w + seg * self.width
+        band * self.rows * self.plan.phase_w.get() + seg * self.width
     }
     #[inline(always)]
     fn store(&self, acc: &[[f32; NR]; MR], j: usize, bias: f32, out_tile: &mut [f32]) {
-        let (oh, ow) = (self.plan.geo.out_height(), self.plan.geo.out_width());
+        let ow = self.plan.geo.out_width();
         let (band, seg) = (j / self.per_band(), j % self.per_band());
         let (y0, x0) = (band * self.rows, seg * self.width);
-        for (acc_m, out_plane) in acc.iter().zip(out_tile.chunks_exact_mut(oh * ow)) {
+        let plane = self.plan.out_plane.get();
+        for (acc_m, out_plane) in acc.iter().zip(out_tile.chunks_exact_mut(plane)) {
             for (r, src) in acc_m.chunks_exact(self.width).enumerate().take(self.rows) {
                 let y = y0 + r;
                 let Some(dst) = out_plane.get_mut(y * ow + x0..y * ow + x0 + self.width) else {
@@ -229,14 +230,18 @@ fn drive<const NR: usize>(
 ) {
     let terms = plan.n_taps * MR; // packed weights per input plane and tile
     let filter = plan.planes_in * terms;
-    let plane = plan.geo.out_height() * plan.geo.out_width();
+    let plane = plan.out_plane.get();
     let block = planes_per_block(plan, NR);
     let mut one = [[0.0f32; NR]; MR];
     let channel_shift = (plan.geo.nto() / MR).trailing_zeros();
     if block >= plan.planes_in {
         // Few input planes (lifting layers): the whole input stays in cache, so each
         // plane tile sweeps the image and writes its planes front to back.
-        for (t, out_tile) in tiles.zip(out.chunks_exact_mut(MR * plane)) {
+        // `MR` nonzero planes, as a `NonZeroUsize`: the chunk size has no panic path.
+        let Some(tile_len) = plan.out_plane.checked_mul(MR_NZ) else {
+            return;
+        };
+        for (t, out_tile) in tiles.zip(out.chunks_exact_mut(tile_len.get())) {
             let Some(weights) = packed_bank.get(t * filter..(t + 1) * filter) else {
                 return;
             };
@@ -303,8 +308,9 @@ fn store_tile<const NR: usize>(
     bias: f32,
     out_tile: &mut [f32],
 ) {
-    let (oh, ow, pw) = (plan.geo.out_height(), plan.geo.out_width(), plan.phase_w);
-    let plane = oh * ow;
+    let (oh, ow) = (plan.geo.out_height(), plan.geo.out_width());
+    let pw = plan.phase_w.get();
+    let plane = plan.out_plane.get();
     if x + NR <= ow && y < oh {
         // The whole tile is inside row `y`: one contiguous run per plane.
         let at = y * ow + x;
@@ -361,7 +367,9 @@ fn tile_portable(
     };
     let (w_terms, _) = weights.as_chunks::<MR>();
     let mut base = start;
-    for w_plane in w_terms.chunks_exact(taps.len()) {
+    // A plan has `K*K >= 1` taps; `max(1)` (here and in the x86 tiles) only takes the
+    // panic path of a zero chunk size out of the code.
+    for w_plane in w_terms.chunks_exact(taps.len().max(1)) {
         let Some(window) = input.get(base..) else {
             break;
         };
@@ -392,7 +400,7 @@ pub(super) fn drive_portable(
     out: &mut [f32],
     tiles: Range<usize>,
 ) {
-    let taps = &plan.taps[..plan.n_taps];
+    let taps = plan.tap_offsets();
     drive::<PORTABLE_NR>(
         plan,
         &FlatTiles(plan),
@@ -432,7 +440,7 @@ mod avx2 {
         };
         let (w_terms, _) = weights.as_chunks::<MR>();
         let mut base = start;
-        for w_plane in w_terms.chunks_exact(taps.len()) {
+        for w_plane in w_terms.chunks_exact(taps.len().max(1)) {
             let Some(window) = input.get(base..) else {
                 break;
             };
@@ -468,7 +476,7 @@ mod avx2 {
         out: &mut [f32],
         tiles: Range<usize>,
     ) {
-        let taps = &plan.taps[..plan.n_taps];
+        let taps = plan.tap_offsets();
         drive::<AVX2_NR>(
             plan,
             &FlatTiles(plan),
@@ -515,7 +523,7 @@ mod avx512 {
         };
         let (w_terms, _) = weights.as_chunks::<MR>();
         let mut base = start;
-        for w_plane in w_terms.chunks_exact(taps.len()) {
+        for w_plane in w_terms.chunks_exact(taps.len().max(1)) {
             let Some(window) = input.get(base..) else {
                 break;
             };
@@ -562,7 +570,7 @@ mod avx512 {
         };
         let (w_terms, _) = weights.as_chunks::<MR>();
         let mut base = start;
-        'planes: for w_plane in w_terms.chunks_exact(taps.len()) {
+        'planes: for w_plane in w_terms.chunks_exact(taps.len().max(1)) {
             let Some(window) = input.get(base..) else {
                 break;
             };
@@ -623,7 +631,7 @@ mod avx512 {
         }
         let (w_terms, _) = weights.as_chunks::<MR>();
         let mut base = start;
-        'planes: for w_plane in w_terms.chunks_exact(taps.len()) {
+        'planes: for w_plane in w_terms.chunks_exact(taps.len().max(1)) {
             let Some(window) = input.get(base..) else {
                 break;
             };
@@ -682,8 +690,8 @@ mod avx512 {
         out: &mut [f32],
         tiles: Range<usize>,
     ) {
-        let taps = &plan.taps[..plan.n_taps];
-        let at = |start| (start, plan.plane_len, plan.phase_w);
+        let taps = plan.tap_offsets();
+        let at = |start| (start, plan.plane_len, plan.phase_w.get());
         macro_rules! rows {
             ($v:literal, $r:literal) => {{
                 let tiling = RowTiles {

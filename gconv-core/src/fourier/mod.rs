@@ -95,6 +95,7 @@ mod orbits;
 mod spectrum;
 
 use core::marker::PhantomData;
+use core::num::NonZeroUsize;
 use core::ops::Range;
 
 use crate::error::{Buffer, Error, check_len};
@@ -372,7 +373,11 @@ impl FourierPlan {
         for b in self.blocks {
             let rows = self.block_rows(b);
             let cols = b.dim * self.terms;
-            let (a, tail) = rest.split_at_mut(rows * cols);
+            // `packed` holds every block (its length was checked against the sum).
+            let Some((a, tail)) = rest.split_at_mut_checked(rows * cols) else {
+                debug_assert!(false, "packed weights shorter than the blocks");
+                break;
+            };
             rest = tail;
             a.fill(0.0);
             for o in 0..c_out {
@@ -416,7 +421,8 @@ impl FourierPlan {
                 .get(((o * c_in + i) * nti + h) * taps + p)
                 .copied()
                 .unwrap_or(0.0);
-            acc += f32::from(block.matrix(m)[row_b][c]) * w;
+            let rho = block.matrix(m).get(row_b).and_then(|r| r.get(c)).copied();
+            acc += f32::from(rho.unwrap_or(0)) * w;
         }
         let scale = block.dim as f32 / order as f32;
         acc * scale / self.orbits.stabilizer(q) as f32
@@ -525,7 +531,14 @@ impl FourierPlan {
     ) -> Result<(), Error> {
         self.input.check_batch(input, output)?;
         self.check_operands(packed_weights, bias)?;
-        let (in_len, out_len) = (self.input.image_input_len(), self.input.image_output_len());
+        // Both nonzero for a validated geometry; as `NonZeroUsize` the chunk sizes
+        // have no panic path (a zero batch has no images either way).
+        let (Some(in_len), Some(out_len)) = (
+            NonZeroUsize::new(self.input.image_input_len()),
+            NonZeroUsize::new(self.input.image_output_len()),
+        ) else {
+            return Ok(());
+        };
         if self.geo.batch() == 0 {
             return Ok(());
         }
@@ -535,8 +548,8 @@ impl FourierPlan {
             });
         }
         for (image, out) in input
-            .chunks_exact(in_len)
-            .zip(output.chunks_exact_mut(out_len))
+            .chunks_exact(in_len.get())
+            .zip(output.chunks_exact_mut(out_len.get()))
         {
             let part = ImagePart::all(self, out);
             self.forward_image(kernel, image, packed_weights, bias, part, scratch)?;
@@ -690,7 +703,16 @@ impl FourierPlan {
         if channels.is_empty() || pixels.is_empty() {
             return Ok(());
         }
-        let (padded, rest) = scratch.split_at_mut(self.input.packed_input_len());
+        // `check_part` checked `scratch` against `scratch_len`, which covers every
+        // part: the `None` arms are never taken.
+        let short = Error::BufferLength {
+            buffer: Buffer::Scratch,
+            expected: self.scratch_len,
+            found: scratch.len(),
+        };
+        let (padded, rest) = scratch
+            .split_at_mut_checked(self.input.packed_input_len())
+            .ok_or(short)?;
         if let Some(lp) = &self.lifting {
             self.input.pack_input(image, padded)?;
             let layer = lifting::Layer {
@@ -720,9 +742,9 @@ impl FourierPlan {
         }
         let lens = self.lens;
         let b_total: usize = lens.iter().map(|l| l.0).sum();
-        let (b_buf, rest) = rest.split_at_mut(b_total);
+        let (b_buf, rest) = rest.split_at_mut_checked(b_total).ok_or(short)?;
         let c_total: usize = lens.iter().map(|l| l.1).sum();
-        let c_buf = rest.get_mut(..c_total).ok_or(Error::SizeOverflow)?;
+        let c_buf = rest.get_mut(..c_total).ok_or(short)?;
         let np_full = self.block_pixels();
         self.input.pack_input(image, padded)?;
         let mut p0 = pixels.start;
@@ -735,17 +757,16 @@ impl FourierPlan {
                 4 => self.analyze::<4, C4>(padded, p0, np, &layout, b_buf),
                 _ => self.analyze::<8, D4>(padded, p0, np, &layout, b_buf),
             }
-            for (k, b) in self.blocks.iter().enumerate() {
+            for ((b, at), &(b_len, _)) in self.blocks.iter().zip(&layout.blocks).zip(&lens) {
                 let plan = self.gemm_plan(b, np)?;
                 // Rows `o*d + b` of the channels; `channels.start*d` is a multiple of
                 // MR since channel groups start at multiples of 4.
                 let tiles = channels.start * b.dim / MR..(channels.end * b.dim).div_ceil(MR);
-                let (b_off, c_off) = (layout.b_off[k], layout.c_off[k]);
-                let w_off = layout.w_off[k];
+                let (b_off, c_off, w_off) = (at.b_off, at.c_off, at.w_off);
                 let w_len = self.block_rows(b) * b.dim * self.terms;
                 let c_len = tiles.len() * MR * b.rows * np;
                 let (Some(bm), Some(am), Some(cm)) = (
-                    b_buf.get(b_off..b_off + lens[k].0),
+                    b_buf.get(b_off..b_off + b_len),
                     packed_weights.get(w_off..w_off + w_len),
                     c_buf.get_mut(c_off..c_off + c_len),
                 ) else {
@@ -774,17 +795,22 @@ impl FourierPlan {
         layout: &BlockLayout,
         b_buf: &mut [f32],
     ) {
-        let ow = self.geo.out_width();
+        // `W' >= 1` for a validated geometry; as a `NonZeroUsize` the divisions by
+        // it have no panic path.
+        let Some(ow) = NonZeroUsize::new(self.geo.out_width()) else {
+            return;
+        };
         let (nti, q_count) = (self.geo.nti(), self.orbits.count());
         let (plane_len, phase_w) = (self.input.packed_plane_len(), self.input.phase_width());
         // Coefficient j goes to B_rho row (iq*d + c), column (a*np + t).
         let dst0: [usize; N] = core::array::from_fn(|j| {
             let Coeff { block, row, col } = S::COEFFS[j];
-            layout.b_off[block] + col * layout.plane[block] + row * np
+            let at = layout.at(block);
+            at.b_off + col * at.plane + row * np
         });
         let dst_step: [usize; N] = core::array::from_fn(|j| {
-            let block = S::COEFFS[j].block;
-            self.blocks[block].dim * layout.plane[block]
+            let at = layout.at(S::COEFFS[j].block);
+            at.dim * at.plane
         });
         for i in 0..self.geo.in_channels() {
             for q in 0..q_count {
@@ -797,7 +823,7 @@ impl FourierPlan {
                 let mut t = 0;
                 while t < np {
                     let (y, x) = ((p0 + t) / ow, (p0 + t) % ow);
-                    let run = (ow - x).min(np - t);
+                    let run = (ow.get() - x).min(np - t);
                     let at = y * phase_w + x;
                     let from: [usize; N] = core::array::from_fn(|k| src[k] + at);
                     let to: [usize; N] = core::array::from_fn(|j| dst[j] + t);
@@ -837,8 +863,8 @@ impl FourierPlan {
             let local = o - channels.start;
             let src: [usize; N] = core::array::from_fn(|j| {
                 let Coeff { block, row, col } = S::COEFFS[j];
-                let d = self.blocks[block].dim;
-                layout.c_off[block] + (local * d + col) * layout.c_plane[block] + row * np
+                let at = layout.at(block);
+                at.c_off + (local * at.dim + col) * at.plane + row * np
             });
             let b = bias.and_then(|b| b.get(o)).copied().unwrap_or(0.0);
             let f = Synthesis::<S>(b, PhantomData);
@@ -900,17 +926,25 @@ fn fma_avx512(acc: [f32; 16], w: f32, z: [f32; 16]) -> [f32; 16] {
     ))
 }
 
-/// Where each block's operands of one pixel block live in the scratch buffers and
+/// Where one block's operands of one pixel block live in the scratch buffers and
 /// the packed weights.
-struct BlockLayout {
-    /// Offset of `B_rho` in the B buffer, and its plane length `rows * np`.
-    b_off: [usize; MAX_BLOCKS],
-    plane: [usize; MAX_BLOCKS],
-    /// Offset of `C_rho` in the C buffer, and its plane length `rows * np`.
-    c_off: [usize; MAX_BLOCKS],
-    c_plane: [usize; MAX_BLOCKS],
+#[derive(Clone, Copy, Default)]
+struct BlockAt {
+    /// Offset of `B_rho` in the B buffer.
+    b_off: usize,
+    /// Offset of `C_rho` in the C buffer.
+    c_off: usize,
+    /// Plane length `rows * np` of `B_rho` and `C_rho`.
+    plane: usize,
     /// Offset of `A_rho` in the packed weights.
-    w_off: [usize; MAX_BLOCKS],
+    w_off: usize,
+    /// The irrep's dimension `d`.
+    dim: usize,
+}
+
+/// [`BlockAt`] of every block.
+struct BlockLayout {
+    blocks: [BlockAt; MAX_BLOCKS],
 }
 
 impl BlockLayout {
@@ -921,24 +955,30 @@ impl BlockLayout {
         weights_of: impl Fn(&Block) -> usize,
     ) -> Self {
         let mut l = BlockLayout {
-            b_off: [0; MAX_BLOCKS],
-            plane: [0; MAX_BLOCKS],
-            c_off: [0; MAX_BLOCKS],
-            c_plane: [0; MAX_BLOCKS],
-            w_off: [0; MAX_BLOCKS],
+            blocks: [BlockAt::default(); MAX_BLOCKS],
         };
         let (mut b, mut c, mut w) = (0, 0, 0);
-        for (k, blk) in blocks.iter().enumerate().take(MAX_BLOCKS) {
-            l.b_off[k] = b;
-            l.plane[k] = blk.rows * np;
-            l.c_off[k] = c;
-            l.c_plane[k] = blk.rows * np;
-            l.w_off[k] = w;
-            b += lens[k].0;
-            c += lens[k].1;
+        for ((at, blk), &(b_len, c_len)) in l.blocks.iter_mut().zip(blocks).zip(lens) {
+            *at = BlockAt {
+                b_off: b,
+                c_off: c,
+                plane: blk.rows * np,
+                w_off: w,
+                dim: blk.dim,
+            };
+            b += b_len;
+            c += c_len;
             w += weights_of(blk);
         }
         l
+    }
+
+    /// Block `k` (a block of the group's spectrum, so below [`MAX_BLOCKS`]).
+    #[inline(always)]
+    fn at(&self, k: usize) -> BlockAt {
+        let at = self.blocks.get(k).copied();
+        debug_assert!(at.is_some(), "block {k} of {MAX_BLOCKS}");
+        at.unwrap_or_default()
     }
 }
 

@@ -42,28 +42,41 @@ impl Orbits {
             members: [[(0, 0); 8]; MAX_ORBITS],
             stabilizer: [0; MAX_ORBITS],
         };
+        if order > 8 || nti > 8 || k > MAX_KERNEL {
+            // Ruled out by the callers (C4/D4, `K <= MAX_KERNEL`); no orbits then.
+            debug_assert!(false, "orbits of |G| = {order}, nti = {nti}, K = {k}");
+            return orbits;
+        }
         let taps = k * k;
         let mut seen = [false; MAX_PAIRS];
+        // Pairs in `(plane, tap)` order, `tap = u*K + v`. Every index below is in range
+        // for the sizes checked above; `get` keeps panic paths out of the code.
         for h in 0..nti {
-            for p in 0..taps {
-                if seen[h * taps + p] || orbits.count == MAX_ORBITS {
-                    continue;
-                }
+            for (u, v) in (0..k).flat_map(|u| (0..k).map(move |v| (u, v))) {
+                let p = u * k + v;
                 let q = orbits.count;
+                let (Some(false), Some(members)) =
+                    (seen.get(h * taps + p).copied(), orbits.members.get_mut(q))
+                else {
+                    continue;
+                };
                 let mut fixed = 0u8;
-                for g in 0..order {
+                for (g, member) in members.iter_mut().enumerate().take(order) {
                     // k . (h, p) = entry(k^-1, h, p)
-                    let (plane, u, v) =
-                        entry_in_range(nti, k, inverse_closed_form(g), h, p / k, p % k);
-                    let tap = u * k + v;
-                    seen[plane * taps + tap] = true;
+                    let (plane, gu, gv) = entry_in_range(nti, k, inverse_closed_form(g), h, u, v);
+                    let tap = gu * k + gv;
+                    if let Some(s) = seen.get_mut(plane * taps + tap) {
+                        *s = true;
+                    }
                     if (plane, tap) == (h, p) {
                         fixed += 1;
                     }
                     // plane < 8 and tap < 121: both fit in u8.
-                    orbits.members[q][g] = (plane as u8, tap as u8);
+                    *member = (plane as u8, tap as u8);
                 }
-                orbits.stabilizer[q] = fixed;
+                if let Some(s) = orbits.stabilizer.get_mut(q) {
+                    *s = fixed;
+                }
                 orbits.count += 1;
             }
         }

@@ -115,7 +115,10 @@ fi
 # panic_bounds_check, panic_const_*), the slice index failures or unwrap/expect
 # failures. gconv-core's core::fmt impls (Debug of Error, only used to print an
 # error) are listed but not gated. Code inlined into the firmware's own functions
-# is not covered (it would mix with the firmware's own panics).
+# is not covered (it would mix with the firmware's own panics). Each function is
+# disassembled over its whole size from the symbol table (`--start-address` /
+# `--stop-address`): `--disassemble-symbols` stops at the first Arm mapping symbol
+# (a literal pool or data in the code), which hid most of the large functions.
 # GCONV_CM4_ALLOW_PANIC=1 only warns.
 PANIC_RE='(panicking|panic_bounds_check|slice_index_fail|slice_end_index|slice_start_index|unwrap_failed|expect_failed)'
 panic_fail=0
@@ -126,11 +129,13 @@ if [ -z "$NM" ] || [ -z "$OBJDUMP" ] || [ -z "$CXXFILT" ]; then
 elif [ -f "$ELF" ]; then
     offenders=()
     gated=0
-    while read -r sym; do
+    while read -r addr size sym; do
         name=$(echo "$sym" | "$CXXFILT")
         case "$name" in gconv_core::* | "<gconv_core::"*) ;; *) continue ;; esac
         case "$name" in *" as core::fmt::"*) kind="info" ;; *) kind="gate" ;; esac
-        calls=$("$OBJDUMP" -d --disassemble-symbols="$sym" "$ELF" 2>/dev/null |
+        start=$((16#$addr & ~1)) # Thumb symbols have bit 0 set
+        stop=$((start + 16#$size))
+        calls=$("$OBJDUMP" -d --start-address="$start" --stop-address="$stop" "$ELF" 2>/dev/null |
             grep -oE "<(_RN|_ZN)[^>+]*${PANIC_RE}[^>+]*>" |
             sed -E 's/^<//; s/>$//' | sort -u | "$CXXFILT" | tr '\n' ' ' || true)
         printf "  %s %-70s %s\n" "$kind" "$name" "${calls:-none}"
@@ -138,7 +143,7 @@ elif [ -f "$ELF" ]; then
             gated=$((gated + 1))
             if [ -n "$calls" ]; then offenders+=("$name -> $calls"); fi
         fi
-    done < <("$NM" "$ELF" | awk '$2 ~ /^[tT]$/ && $3 ~ /gconv_core/ { print $3 }' | sort -u)
+    done < <("$NM" -S "$ELF" | awk '$3 ~ /^[tT]$/ && $4 ~ /gconv_core/ { print $1, $2, $4 }' | sort -u)
     if [ "$gated" -eq 0 ]; then
         echo "  no gconv-core function found in the ELF: nothing was checked" >&2
         panic_fail=1

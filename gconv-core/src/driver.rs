@@ -11,16 +11,25 @@
 //! the range of output rows and columns whose input sample is inside the map and
 //! runs an `axpy` over exactly that range.
 
+use core::num::NonZeroUsize;
+
 use crate::shape::ConvGeometry;
 use crate::simd::{axpy, axpy_strided};
 
 /// Range of output indices `i` in `0..out` whose input index `i*stride + tap - pad`
 /// lies in `0..size`. Empty ranges come back as `(x, x)`.
 #[inline]
-fn valid_outputs(tap: usize, pad: usize, stride: usize, size: usize, out: usize) -> (usize, usize) {
+fn valid_outputs(
+    tap: usize,
+    pad: usize,
+    stride: NonZeroUsize,
+    size: usize,
+    out: usize,
+) -> (usize, usize) {
     // i*stride + tap >= pad  <=>  i >= ceil((pad - tap) / stride)
     let lo = if pad > tap {
-        (pad - tap).div_ceil(stride)
+        let gap = pad - tap;
+        gap / stride + usize::from(gap % stride != 0)
     } else {
         0
     };
@@ -35,8 +44,11 @@ fn valid_outputs(tap: usize, pad: usize, stride: usize, size: usize, out: usize)
 
 /// Runs the cross-correlation. The caller has validated every buffer length against
 /// `geo` (`input.len() == geo.input_len()`, `bank.len() == geo.bank_len()`, bias
-/// `geo.bias_len()` if present, `output.len() == geo.output_len()`), so no index
-/// below is out of bounds.
+/// `geo.bias_len()` if present, `output.len() == geo.output_len()`).
+///
+/// Written with checked accesses and nonzero chunk sizes, so that no panic path is
+/// compiled (the firmware's panic gate checks): an access outside a buffer, which the
+/// validation rules out, skips its term (with a debug assertion).
 pub(crate) fn correlate(
     geo: &ConvGeometry,
     input: &[f32],
@@ -49,37 +61,65 @@ pub(crate) fn correlate(
     let [pad_top, _, pad_left, _] = geo.padding();
     let planes_in = geo.in_channels() * geo.nti();
     let planes_out = geo.out_channels() * geo.nto();
-    let (in_plane, out_plane, taps) = (h * w, oh * ow, k * k);
+    // All nonzero for a validated geometry.
+    let (Some(in_plane), Some(out_plane), Some(taps), Some(nto), Some(in_image), Some(out_image)) = (
+        NonZeroUsize::new(h * w),
+        NonZeroUsize::new(oh * ow),
+        NonZeroUsize::new(k * k),
+        NonZeroUsize::new(geo.nto()),
+        NonZeroUsize::new(planes_in * h * w),
+        NonZeroUsize::new(planes_out * oh * ow),
+    ) else {
+        debug_assert!(false, "zero size in a validated geometry");
+        return;
+    };
+    let (Some(filters_len), Some(step)) = (
+        NonZeroUsize::new(planes_in * taps.get()),
+        NonZeroUsize::new(stride),
+    ) else {
+        return;
+    };
 
     // Tap ranges depend only on the tap index: compute them once per call.
-    let row_range = |p: usize| valid_outputs(p, pad_top, stride, h, oh);
-    let col_range = |q: usize| valid_outputs(q, pad_left, stride, w, ow);
+    let row_range = |p: usize| valid_outputs(p, pad_top, step, h, oh);
+    let col_range = |q: usize| valid_outputs(q, pad_left, step, w, ow);
 
     for (x_image, y_image) in input
-        .chunks_exact(planes_in * in_plane)
-        .zip(output.chunks_exact_mut(planes_out * out_plane))
+        .chunks_exact(in_image.get())
+        .zip(output.chunks_exact_mut(out_image.get()))
     {
-        for (c, y) in y_image.chunks_exact_mut(out_plane).enumerate() {
-            let b = bias.map_or(0.0, |b| b[c / geo.nto()]);
+        let filter_rows = bank.chunks_exact(filters_len.get());
+        for (c, (y, filters)) in y_image
+            .chunks_exact_mut(out_plane.get())
+            .zip(filter_rows)
+            .enumerate()
+        {
+            let b = bias.and_then(|b| b.get(c / nto)).copied().unwrap_or(0.0);
             y.fill(b);
-            let filters = &bank[c * planes_in * taps..(c + 1) * planes_in * taps];
             for (x, filter) in x_image
-                .chunks_exact(in_plane)
-                .zip(filters.chunks_exact(taps))
+                .chunks_exact(in_plane.get())
+                .zip(filters.chunks_exact(taps.get()))
             {
                 for p in 0..k {
                     let (a_lo, a_hi) = row_range(p);
                     for q in 0..k {
                         let (b_lo, b_hi) = col_range(q);
-                        if b_lo == b_hi {
+                        let weight = filter.get(p * k + q);
+                        let Some(&weight) = weight.filter(|_| b_lo < b_hi) else {
                             continue;
-                        }
-                        let weight = filter[p * k + q];
+                        };
                         let col0 = b_lo * stride + q - pad_left;
                         for a in a_lo..a_hi {
                             let row = a * stride + p - pad_top;
-                            let x_row = &x[row * w + col0..(row + 1) * w];
-                            let y_row = &mut y[a * ow + b_lo..a * ow + b_hi];
+                            let x_row = x.get(row * w + col0..(row + 1) * w);
+                            let y_row = y.get_mut(a * ow + b_lo..a * ow + b_hi);
+                            debug_assert!(
+                                x_row.is_some() && y_row.is_some(),
+                                "row outside its plane"
+                            );
+                            let (Some(x_row), Some(y_row)) = (x_row, y_row) else {
+                                continue;
+                            };
                             if stride == 1 {
                                 axpy(y_row, x_row, weight);
                             } else {

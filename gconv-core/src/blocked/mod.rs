@@ -142,18 +142,20 @@ pub fn forward_geometry(
     let Some(lay) = Layout::new(geo) else {
         return Ok(()); // unreachable: the geometry has no zero size
     };
-    let (in_image, out_image) = (
-        lay.planes_in * lay.plane_len,
-        lay.planes_out * lay.out_plane,
-    );
-    if in_image == 0 || out_image == 0 || lay.out_plane == 0 {
+    // Nonzero for a validated geometry; as `NonZeroUsize` the chunk sizes have no
+    // panic path.
+    let (Some(in_image), Some(out_image), Some(block_len)) = (
+        NonZeroUsize::new(lay.planes_in * lay.plane_len),
+        NonZeroUsize::new(lay.planes_out * lay.out_plane),
+        NonZeroUsize::new(MR * lay.out_plane),
+    ) else {
         return Ok(()); // unreachable: the geometry has no zero size
-    }
+    };
     for (x_image, y_image) in input
-        .chunks_exact(in_image)
-        .zip(output.chunks_exact_mut(out_image))
+        .chunks_exact(in_image.get())
+        .zip(output.chunks_exact_mut(out_image.get()))
     {
-        for (block, y_block) in y_image.chunks_exact_mut(MR * lay.out_plane).enumerate() {
+        for (block, y_block) in y_image.chunks_exact_mut(block_len.get()).enumerate() {
             let channel = block / blocks_per_channel;
             let t0 = (block % blocks_per_channel.get()) * MR;
             pack_block(geo, weight, channel, t0, packed);

@@ -84,7 +84,7 @@ impl OutBlock<'_> {
             let dest = self.block.get_mut(start..end);
             debug_assert!(dest.is_some(), "tile outside the output");
             if let Some(dest) = dest {
-                for (d, &v) in dest.iter_mut().step_by(self.width).zip(values) {
+                for (d, &v) in dest.iter_mut().step_by(self.width.max(1)).zip(values) {
                     *d = v;
                 }
             }
@@ -342,7 +342,7 @@ impl Column<'_> {
                 debug_assert!(column.is_some(), "tile outside the input plane");
                 let Some(column) = column else { continue };
                 let mut window = [0.0f32; COLUMN_WINDOW];
-                for (v, &x) in window.iter_mut().zip(column.iter().step_by(lay.w)) {
+                for (v, &x) in window.iter_mut().zip(column.iter().step_by(lay.w.max(1))) {
                     *v = x;
                 }
                 for p in 0..K {

@@ -10,16 +10,19 @@ use super::{FastPlan, MR};
 ///
 /// `packed[((t*planes_in + c)*taps + k)*MR + m] = bank[((t*MR + m)*planes_in + c)*taps + k]`.
 pub(super) fn pack_bank(bank: &[f32], packed: &mut [f32], planes_in: usize, taps: usize) {
-    let filter = planes_in * taps;
-    if filter == 0 {
+    // Nonzero for a checked bank; as `NonZeroUsize` the chunk sizes have no panic path.
+    let (Some(filter), Some(tile)) = (
+        NonZeroUsize::new(planes_in * taps),
+        NonZeroUsize::new(MR * planes_in * taps),
+    ) else {
         return;
-    }
+    };
     for (bank_tile, packed_tile) in bank
-        .chunks_exact(MR * filter)
-        .zip(packed.chunks_exact_mut(MR * filter))
+        .chunks_exact(tile.get())
+        .zip(packed.chunks_exact_mut(tile.get()))
     {
         // `packed_tile` is (filter, MR): column m is output plane m of the tile.
-        for (m, plane) in bank_tile.chunks_exact(filter).enumerate() {
+        for (m, plane) in bank_tile.chunks_exact(filter.get()).enumerate() {
             for (row, &w) in packed_tile.chunks_exact_mut(MR).zip(plane) {
                 if let Some(slot) = row.get_mut(m) {
                     *slot = w;

@@ -30,6 +30,8 @@
 //! this kernel's outputs against the f64 reference.
 #![allow(unsafe_code)]
 
+use core::num::NonZeroUsize;
+
 use super::{Column, OutBlock, Strip};
 use crate::blocked::MR;
 
@@ -132,7 +134,9 @@ pub(super) fn strip<const K: usize>(
     let init = [strip.bias; 2 * NR_MAX];
     // Tiles of nearly equal width: `tiles` of them, the first `wide` one wider. Every
     // width is in `nr_min..=nr_max` (for runs of 4 and more pixels).
-    let tiles = width.div_ceil(nr_max);
+    let Some(tiles) = NonZeroUsize::new(width.div_ceil(nr_max)) else {
+        return lo;
+    };
     let (narrow, wide) = (width / tiles, width % tiles);
     let (xp, wp, op) = (
         strip.x_image.as_ptr(),
@@ -140,7 +144,7 @@ pub(super) fn strip<const K: usize>(
         out.block.as_mut_ptr(),
     );
     let mut x = lo;
-    for tile in 0..tiles {
+    for tile in 0..tiles.get() {
         let nr = narrow + usize::from(tile < wide);
         debug_assert!(
             (nr_min..=nr_max).contains(&nr),

@@ -275,6 +275,8 @@ struct Layout {
     plane_len: usize,
     /// `H * W` for `chunks_exact` (nonzero, so that no panic path is compiled).
     plane_chunk: NonZeroUsize,
+    /// `W` as a step down a column (nonzero, as `plane_chunk`).
+    row_step: NonZeroUsize,
     /// `K * K * MR`: one input plane's packed weights of a block.
     filter_chunk: NonZeroUsize,
     /// `H' * W'`.
@@ -298,6 +300,7 @@ impl Layout {
             planes_out: geo.out_channels() * geo.nto(),
             plane_len: geo.height() * geo.width(),
             plane_chunk: NonZeroUsize::new(geo.height() * geo.width())?,
+            row_step: NonZeroUsize::new(geo.width())?,
             filter_chunk: NonZeroUsize::new(geo.kernel() * geo.kernel() * MR)?,
             out_plane: geo.out_height() * geo.out_width(),
         })

@@ -342,7 +342,10 @@ impl Column<'_> {
                 debug_assert!(column.is_some(), "tile outside the input plane");
                 let Some(column) = column else { continue };
                 let mut window = [0.0f32; COLUMN_WINDOW];
-                for (v, &x) in window.iter_mut().zip(column.iter().step_by(lay.w.max(1))) {
+                for (v, &x) in window
+                    .iter_mut()
+                    .zip(column.iter().step_by(lay.row_step.get()))
+                {
                     *v = x;
                 }
                 for p in 0..K {

@@ -153,6 +153,8 @@ pub struct FastPlan {
     /// Row tiles for the AVX-512 kernel when the output width is a multiple of 16
     /// (`(vectors of 16 per row, rows)`) or 56, 40, 24 (`(vectors of 16, 0)`, plus
     /// one vector of 8 per row).
+    // Read by the AVX-512 kernel only.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     row_tiles: Option<(usize, usize)>,
 }
 

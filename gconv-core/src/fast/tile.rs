@@ -106,6 +106,7 @@ const PORTABLE_NR: usize = 8;
 const AVX2_NR: usize = 24;
 const AVX512_NR: usize = 48;
 /// Outputs per row tile (`rows * width`).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // AVX-512 only
 const ROW_NR: usize = 64;
 
 /// Output tiles whose accumulators are kept while the planes are walked block by block

@@ -491,14 +491,7 @@ impl<G: Group> Plan<G> {
 
 /// The blocked path takes groups whose order is a multiple of its block height.
 fn blocked_takes(geo: &ConvGeometry) -> Result<(), Error> {
-    if geo.nto().is_multiple_of(blocked::MR) {
-        Ok(())
-    } else {
-        Err(Error::GroupOrderNotTileable {
-            order: geo.nto(),
-            tile: blocked::MR,
-        })
-    }
+    blocked::blocks_per_channel(geo).map(|_| ())
 }
 
 /// Auto's choice where the blocked path is not the rule ([`auto_picks_blocked`]):

@@ -34,8 +34,11 @@
 //! 3. **The driver** (this file) handles the edges so that tiles stay simple: per
 //!    output row it computes the filter rows that fall inside the input (top and
 //!    bottom padding are skipped, never read); columns whose window crosses the left
-//!    or right padding, and every pixel of a strided layer, go through the
-//!    single-pixel kernel, which skips the taps outside the input.
+//!    or right padding run column tiles (`MR` planes by up to 8 pixels down the
+//!    column, over the filter columns inside the input); the corners, and every pixel
+//!    of a strided layer, go through the single-pixel kernel, which skips the taps
+//!    outside the input. On Arm the `K = 3` and `K = 5` row tiles and the `K = 3`
+//!    column tile are `asm!` (`tile/arm.rs`), the same sums in the same order.
 //!
 //! # Rounding
 //!
@@ -128,14 +131,7 @@ pub fn forward_geometry(
     output: &mut [f32],
     scratch: &mut [f32],
 ) -> Result<(), Error> {
-    let blocks_per_channel = NonZeroUsize::new(geo.nto() / MR);
-    let (Some(blocks_per_channel), true) = (blocks_per_channel, geo.nto().is_multiple_of(MR))
-    else {
-        return Err(Error::GroupOrderNotTileable {
-            order: geo.nto(),
-            tile: MR,
-        });
-    };
+    let blocks_per_channel = blocks_per_channel(geo)?;
     check_io(geo, input, bias, output)?;
     check_len(Buffer::Weight, weight.len(), geo.weight_len())?;
     let packed = scratch_prefix(scratch, scratch_len_for(geo))?;
@@ -164,6 +160,21 @@ pub fn forward_geometry(
         }
     }
     Ok(())
+}
+
+/// Blocks of [`MR`] planes per output G-channel, `|G| / MR`.
+///
+/// # Errors
+/// [`Error::GroupOrderNotTileable`] for a group (implemented outside this crate)
+/// whose order is not a nonzero multiple of [`MR`].
+pub(crate) fn blocks_per_channel(geo: &ConvGeometry) -> Result<NonZeroUsize, Error> {
+    match NonZeroUsize::new(geo.nto() / MR) {
+        Some(blocks) if geo.nto().is_multiple_of(MR) => Ok(blocks),
+        _ => Err(Error::GroupOrderNotTileable {
+            order: geo.nto(),
+            tile: MR,
+        }),
+    }
 }
 
 /// Packs the filters of output G-channel `channel`, orientations `t0..t0 + MR`, from
@@ -356,9 +367,9 @@ impl Layout {
             }
             // Input row of the first filter row inside the input.
             let row0 = y * self.stride + taps.0 - self.pad_top;
-            let is_interior_row = rows.0 <= y && y < rows.1;
-            for x in (0..cols.0).chain(cols.1..self.ow) {
-                if !is_interior_row {
+            // Edge columns: by column tiles below on the interior rows, here elsewhere.
+            if !(rows.0..rows.1).contains(&y) {
+                for x in (0..cols.0).chain(cols.1..self.ow) {
                     let col_taps = self.taps_inside(x, self.pad_left, self.w);
                     let acc = tile::pixel(self, x_image, packed, row0, taps, x, col_taps, bias);
                     out.store_row(y, x, &acc);

@@ -19,7 +19,7 @@ use crate::simd::{axpy, axpy_strided};
 /// Range of output indices `i` in `0..out` whose input index `i*stride + tap - pad`
 /// lies in `0..size`. Empty ranges come back as `(x, x)`.
 #[inline]
-fn valid_outputs(
+pub(crate) fn valid_outputs(
     tap: usize,
     pad: usize,
     stride: NonZeroUsize,

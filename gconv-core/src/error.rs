@@ -18,6 +18,8 @@ pub enum Buffer {
     Output,
     /// The scratch buffer.
     Scratch,
+    /// The per-channel quantization multipliers or scales.
+    Scales,
 }
 
 /// Which layer dimension an [`Error::ZeroDimension`] is about.
@@ -35,6 +37,17 @@ pub enum Dim {
     Kernel,
     /// Stride.
     Stride,
+}
+
+/// Which quantized tensor an int8 error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QuantTensor {
+    /// The layer's input activations.
+    Input,
+    /// The weights.
+    Weight,
+    /// The layer's output activations.
+    Output,
 }
 
 /// Everything that can be wrong with the arguments of a gconv-core call.
@@ -116,6 +129,35 @@ pub enum Error {
         /// The kernel's name.
         kernel: &'static str,
     },
+    /// A quantization scale that is not finite and positive.
+    InvalidScale(QuantTensor),
+    /// An int8 zero point outside `[-128, 127]` (weights: not 0).
+    ZeroPointOutOfRange {
+        /// The tensor concerned.
+        tensor: QuantTensor,
+        /// The zero point given.
+        zero_point: i32,
+    },
+    /// An int8 weight of -128: the TFLite specification keeps symmetric weights in
+    /// `[-127, 127]`.
+    WeightOutOfRange {
+        /// Position of the first such weight in the raw weight buffer.
+        index: usize,
+    },
+    /// An effective scale `input_scale * weight_scale / output_scale` (or a pooling
+    /// rescale) that is not finite and positive or is `2^30` or more, which TFLite's
+    /// fixed-point multiplier cannot represent.
+    EffectiveScaleOutOfRange,
+}
+
+impl fmt::Display for QuantTensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            QuantTensor::Input => "input",
+            QuantTensor::Weight => "weight",
+            QuantTensor::Output => "output",
+        })
+    }
 }
 
 impl fmt::Display for Buffer {
@@ -127,6 +169,7 @@ impl fmt::Display for Buffer {
             Buffer::Bias => "bias",
             Buffer::Output => "output",
             Buffer::Scratch => "scratch",
+            Buffer::Scales => "quantization multiplier",
         })
     }
 }
@@ -174,7 +217,7 @@ impl fmt::Display for Error {
                 found,
             } => write!(
                 f,
-                "scratch buffer too small: needs at least {expected} f32, got {found}"
+                "scratch buffer too small: needs at least {expected} values, got {found}"
             ),
             Error::BufferLength {
                 buffer,
@@ -182,7 +225,7 @@ impl fmt::Display for Error {
                 found,
             } => write!(
                 f,
-                "{buffer} buffer has {found} f32 but the shape needs exactly {expected}"
+                "{buffer} buffer has {found} values but the shape needs exactly {expected}"
             ),
             Error::PoolPaddingTooLarge { padding, window } => write!(
                 f,
@@ -209,6 +252,23 @@ impl fmt::Display for Error {
                 f,
                 "the {kernel} micro-kernel is not compiled into this build: detect the \
                  CPU features at run time and call its own entry point"
+            ),
+            Error::InvalidScale(tensor) => {
+                write!(f, "the {tensor} scale must be finite and positive")
+            }
+            Error::ZeroPointOutOfRange { tensor, zero_point } => write!(
+                f,
+                "the {tensor} zero point {zero_point} is outside the int8 range [-128, 127] \
+                 (weights are symmetric: zero point 0)"
+            ),
+            Error::WeightOutOfRange { index } => write!(
+                f,
+                "int8 weight {index} is -128: TFLite's int8 weights are symmetric, in \
+                 [-127, 127]"
+            ),
+            Error::EffectiveScaleOutOfRange => f.write_str(
+                "the effective scale input_scale * weight_scale / output_scale must be \
+                 finite, positive and below 2^30",
             ),
             Error::SizeOverflow => {
                 f.write_str("a buffer size computed from the shape overflows usize")

@@ -64,10 +64,11 @@ pub mod group;
 pub mod layers;
 pub mod plan;
 pub mod pool;
+pub mod quant;
 pub mod shape;
 mod simd;
 
-pub use error::{Buffer, Dim, Error};
+pub use error::{Buffer, Dim, Error, QuantTensor};
 pub use group::{C4, D4, Group};
 pub use plan::{Algorithm, AlgorithmChoice, Plan};
 pub use shape::{ConvGeometry, ConvShape, Domain, Padding};

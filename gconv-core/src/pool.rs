@@ -84,6 +84,10 @@ impl PoolGeometry {
     pub const fn out_width(&self) -> usize {
         self.out_width
     }
+    /// Padding above and to the left, `(top, left)`.
+    pub const fn top_left(&self) -> (usize, usize) {
+        (self.pad[0], self.pad[2])
+    }
     /// Input length, `planes * H * W`.
     pub const fn input_len(&self) -> usize {
         self.shape.planes * self.shape.height * self.shape.width

@@ -35,6 +35,7 @@ pub mod npy;
 pub mod parallel;
 pub mod params;
 pub mod pool;
+pub mod quant;
 pub mod reference;
 pub mod tensor;
 pub mod transform;

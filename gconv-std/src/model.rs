@@ -82,6 +82,16 @@ pub struct Dense {
 }
 
 impl Dense {
+    /// The weight `(out_features, in_features)`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias `(out_features,)`.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+
     /// From a weight `(out_features, in_features)` and an optional bias.
     ///
     /// # Errors
@@ -179,6 +189,8 @@ pub struct Model {
     layers: Vec<Layer>,
     /// The feature shape after each layer.
     shapes: Vec<Feature>,
+    /// Built accepting layers that break equivariance.
+    accept_non_equivariant: bool,
 }
 
 impl Model {
@@ -214,6 +226,7 @@ impl Model {
             input,
             layers,
             shapes,
+            accept_non_equivariant,
         })
     }
 
@@ -227,6 +240,11 @@ impl Model {
         self.shapes.last().unwrap_or(&self.input)
     }
 
+    /// Whether the model was built accepting layers that break equivariance.
+    pub fn accepts_non_equivariant(&self) -> bool {
+        self.accept_non_equivariant
+    }
+
     /// The layers.
     pub fn layers(&self) -> &[Layer] {
         &self.layers
@@ -237,6 +255,16 @@ impl Model {
     /// # Errors
     /// [`Error::Shape`] when `x` is not `input().shape(N)` for some `N`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, Error> {
+        let mut trace = self.forward_trace(x)?;
+        Ok(trace.pop().unwrap_or_else(|| x.clone()))
+    }
+
+    /// Runs the model like [`Model::forward`] and returns the output of every layer,
+    /// in order (what post-training quantization calibrates on).
+    ///
+    /// # Errors
+    /// As [`Model::forward`].
+    pub fn forward_trace(&self, x: &Tensor) -> Result<Vec<Tensor>, Error> {
         let n = x.shape().first().copied().unwrap_or(0);
         let expected = self.input.shape(n);
         if x.shape() != expected.as_slice() {
@@ -246,13 +274,14 @@ impl Model {
                 found: x.shape().to_vec(),
             });
         }
-        let mut y = x.clone();
+        let mut outputs: Vec<Tensor> = Vec::with_capacity(self.layers.len());
         let mut shape = &self.input;
         for (layer, next) in self.layers.iter().zip(&self.shapes) {
-            y = apply(layer, shape, next, y)?;
+            let y = outputs.last().unwrap_or(x).clone();
+            outputs.push(apply(layer, shape, next, y)?);
             shape = next;
         }
-        Ok(y)
+        Ok(outputs)
     }
 
     /// The same model with every batch norm that directly follows a convolution folded
@@ -271,7 +300,7 @@ impl Model {
             }
             layers.push(layer.clone());
         }
-        Model::new(self.input.clone(), layers, true)
+        Model::new(self.input.clone(), layers, self.accept_non_equivariant)
     }
 
     /// Loads a model from its JSON description and safetensors weights

@@ -84,6 +84,9 @@ pub(crate) fn load(json: &Path, weights: &Path) -> Result<Model, Error> {
 struct ModelFile {
     format: String,
     version: u32,
+    /// `"f32"` (the default); int8 models are `crate::quant::QModel`'s.
+    #[serde(default)]
+    dtype: Option<String>,
     input: InputFile,
     #[serde(default)]
     accept_non_equivariant: bool,
@@ -184,6 +187,15 @@ impl Weights {
 
 /// Builds the layers of `file` from `weights`.
 fn build(file: ModelFile, weights: &mut Weights) -> Result<Model, String> {
+    match file.dtype.as_deref() {
+        None | Some("f32") => {}
+        Some("int8") => {
+            return Err("this is an int8 model: load it with gconv_std::quant::QModel::load \
+                        (`gconv run` detects it)"
+                .into());
+        }
+        Some(other) => return Err(format!("dtype {other:?}: expected \"f32\" or \"int8\"")),
+    }
     if file.format != "gconv-model" || file.version != 1 {
         return Err(format!(
             "format {:?} version {}: expected \"gconv-model\" version 1",

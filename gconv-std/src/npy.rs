@@ -69,10 +69,97 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor, Error> {
     })
 }
 
+/// Reads an integer `.npy` file whose dtype is exactly `descr` (`"i1"` for int8,
+/// `"i4"` for int32, either byte order), in C or Fortran order, as `(shape, values)` in
+/// C order. No conversion between integer types: a value that does not fit would be
+/// changed silently, so another dtype is an error that names it.
+///
+/// # Errors
+/// [`Error::File`] naming the path, the expected and the found dtype.
+fn read_npy_int<T: npyz::Deserialize + Copy>(
+    path: &Path,
+    descr: &str,
+    name: &str,
+) -> Result<(Vec<usize>, Vec<T>), Error> {
+    let file = File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
+    let npy = NpyFile::new(BufReader::new(file))
+        .map_err(|e| file_error(path, format!("not a valid .npy file: {e}")))?;
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let order = npy.order();
+    let found = npy.dtype().descr();
+    if !matches!(&npy.dtype(), DType::Plain(ts) if ts.to_string()[1..] == *descr) {
+        return Err(file_error(
+            path,
+            format!("dtype {found} is not {name} (convert with x.astype(np.{name}))"),
+        ));
+    }
+    let data: Vec<T> = npy.into_vec::<T>().map_err(|e| {
+        file_error(path, format!("cannot read the data (truncated?): {e}"))
+    })?;
+    if data.len() != shape.iter().product::<usize>() {
+        return Err(file_error(path, "data length does not match the shape"));
+    }
+    Ok(match order {
+        Order::C => (shape, data),
+        Order::Fortran => {
+            let data = fortran_to_c_values(&shape, &data);
+            (shape, data)
+        }
+    })
+}
+
+/// Reads an `int8` `.npy` file as `(shape, values)` (C order).
+///
+/// # Errors
+/// [`Error::File`] naming the path when the file cannot be read or is not int8.
+pub fn read_npy_i8(path: impl AsRef<Path>) -> Result<(Vec<usize>, Vec<i8>), Error> {
+    read_npy_int(path.as_ref(), "i1", "int8")
+}
+
+/// Reads an `int32` `.npy` file as `(shape, values)` (C order).
+///
+/// # Errors
+/// [`Error::File`] naming the path when the file cannot be read or is not int32.
+pub fn read_npy_i32(path: impl AsRef<Path>) -> Result<(Vec<usize>, Vec<i32>), Error> {
+    read_npy_int(path.as_ref(), "i4", "int32")
+}
+
+/// Writes an `int8` C-order `.npy` file of `shape`, through a temporary file like
+/// [`write_npy`].
+///
+/// # Errors
+/// [`Error::File`] naming the path when it cannot be written, or when `data` does not
+/// have `shape`'s length.
+pub fn write_npy_i8(path: impl AsRef<Path>, shape: &[usize], data: &[i8]) -> Result<(), Error> {
+    let path = path.as_ref();
+    if data.len() != shape.iter().product::<usize>() {
+        return Err(file_error(path, "data length does not match the shape"));
+    }
+    write_atomically(path, |tmp| {
+        let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+        let mut out = BufWriter::new(File::create(tmp)?);
+        let mut writer = npyz::WriteOptions::<i8>::new()
+            .default_dtype()
+            .shape(&shape)
+            .writer(&mut out)
+            .begin_nd()?;
+        writer.extend(data.iter().copied())?;
+        writer.finish()?;
+        out.flush()?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    })
+}
+
 /// Values stored in Fortran order are the C-order values of the array with reversed
 /// axes; transpose them back.
 fn fortran_to_c(tensor: Tensor) -> Tensor {
     let (shape, data) = tensor.into_parts();
+    let out = fortran_to_c_values(&shape, &data);
+    Tensor::new(shape, out).expect("same length as the input")
+}
+
+/// [`fortran_to_c`] on plain values.
+fn fortran_to_c_values<T: Copy>(shape: &[usize], data: &[T]) -> Vec<T> {
     let rank = shape.len();
     // Strides of the Fortran layout: axis 0 is the fastest.
     let mut f_strides = vec![1usize; rank];
@@ -93,7 +180,7 @@ fn fortran_to_c(tensor: Tensor) -> Tensor {
             index[axis] = 0;
         }
     }
-    Tensor::new(shape, out).expect("same length as the input")
+    out
 }
 
 /// Writes `tensor` as a little-endian `float32`, C-order `.npy` file. The data goes
@@ -102,13 +189,21 @@ fn fortran_to_c(tensor: Tensor) -> Tensor {
 /// # Errors
 /// [`Error::File`] naming the path when it cannot be written.
 pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<(), Error> {
-    let path = path.as_ref();
+    write_atomically(path.as_ref(), |tmp| write_to(tmp, tensor))
+}
+
+/// Runs `write` on a temporary file beside `path` and renames it over `path` when it
+/// succeeded; removes it otherwise.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(), Error> {
     let name = path
         .file_name()
         .ok_or_else(|| file_error(path, "not a file path"))?
         .to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = write_to(&tmp, tensor).and_then(|()| std::fs::rename(&tmp, path));
+    let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path));
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         file_error(path, format!("cannot write: {e}"))

@@ -35,22 +35,22 @@ use crate::rule::equivariance_problems;
 pub struct Args {
     /// Input space: z2 (plain images), c4 (p4) or d4 (p4m).
     #[arg(long, value_name = "z2|c4|d4")]
-    from: String,
+    pub(crate) from: String,
     /// Output group: c4 (p4) or d4 (p4m).
     #[arg(long, value_name = "c4|d4")]
-    to: String,
+    pub(crate) to: String,
     /// Input .npy (float32 or float64): (N, C_in, H, W) for z2, else (N, C_in, nti, H, W).
     #[arg(long, value_name = "x.npy")]
-    input: PathBuf,
+    pub(crate) input: PathBuf,
     /// Raw weight .npy (float32 or float64): (C_out, C_in, nti, K, K), as GrouPy stores it.
     #[arg(long, value_name = "w.npy")]
-    weight: PathBuf,
+    pub(crate) weight: PathBuf,
     /// Bias .npy (float32 or float64): (C_out,), shared by the orientation planes.
     #[arg(long, value_name = "b.npy")]
-    bias: Option<PathBuf>,
+    pub(crate) bias: Option<PathBuf>,
     /// Stride and padding.
     #[command(flatten)]
-    conv: StridePadding,
+    pub(crate) conv: StridePadding,
     /// Forward path: auto (the core plan's choice), direct, blocked, fast or fourier.
     /// All compute the same convolution and differ only in rounding.
     #[arg(
@@ -58,14 +58,53 @@ pub struct Args {
         value_name = "auto|direct|blocked|fast|fourier",
         default_value = "auto"
     )]
-    path: String,
-    /// Output .npy (float32): (N, C_out, nto, H', W'); written only when all went well.
+    pub(crate) path: String,
+    /// Output .npy (float32; int8 with --dtype int8): (N, C_out, nto, H', W'); written
+    /// only when all went well.
     #[arg(long, value_name = "y.npy")]
-    output: PathBuf,
+    pub(crate) output: PathBuf,
+    /// f32 (default) or int8 (TFLite int8 arithmetic: int8 x and w, int32 b, the
+    /// quantization flags below).
+    #[arg(long, value_name = "f32|int8", default_value = "f32")]
+    pub(crate) dtype: String,
+    /// int8: the input scale (float32, finite, positive).
+    #[arg(long, value_name = "S", allow_hyphen_values = true)]
+    pub(crate) input_scale: Option<String>,
+    /// int8: the input zero point, in [-128, 127].
+    #[arg(long, value_name = "Z", allow_hyphen_values = true)]
+    pub(crate) input_zero_point: Option<String>,
+    /// int8: the weight scales, float32 .npy of shape (C_out,), one per output G-channel.
+    #[arg(long, value_name = "ws.npy")]
+    pub(crate) weight_scale: Option<PathBuf>,
+    /// int8: the output scale.
+    #[arg(long, value_name = "S", allow_hyphen_values = true)]
+    pub(crate) output_scale: Option<String>,
+    /// int8: the output zero point.
+    #[arg(long, value_name = "Z", allow_hyphen_values = true)]
+    pub(crate) output_zero_point: Option<String>,
+    /// int8: fused ReLU (clamp at the output zero point).
+    #[arg(long)]
+    pub(crate) relu: bool,
 }
 
 /// Runs `gconv forward`.
 pub fn run(args: Args) -> crate::Outcome {
+    match args.dtype.trim() {
+        "f32" => {}
+        "int8" => return crate::forward_int8::run(&args),
+        other => return Err(format!("--dtype {other}: expected f32 or int8")),
+    }
+    let int8_only = [
+        ("--input-scale", args.input_scale.is_some()),
+        ("--input-zero-point", args.input_zero_point.is_some()),
+        ("--weight-scale", args.weight_scale.is_some()),
+        ("--output-scale", args.output_scale.is_some()),
+        ("--output-zero-point", args.output_zero_point.is_some()),
+        ("--relu", args.relu),
+    ];
+    if let Some((flag, _)) = int8_only.iter().find(|(_, given)| *given) {
+        return Err(format!("{flag} is an int8 flag: add --dtype int8"));
+    }
     let settings = parse_settings(&args)?;
     check_output_path(&args.output)?;
     let weight = load_weight(&args.weight, settings.pair)?;
@@ -78,7 +117,7 @@ pub fn run(args: Args) -> crate::Outcome {
     let layer = build_layer(&settings, &weight, bias)?;
     let geometry = check_geometry(&layer, &input)?;
     let output = allocate_output(&geometry, &args.output)?;
-    warn_if_not_equivariant(&settings, &weight, &input, pad);
+    warn_if_not_equivariant_f32(&settings, &weight, &input, pad);
     let y = run_layer(&layer, &input, output)?;
     write_output(&args.output, &y)?;
     eprintln!(
@@ -144,7 +183,7 @@ fn parse_settings(args: &Args) -> Result<Settings, String> {
 
 /// Refuses an output path that cannot be written (a directory, or in a directory
 /// that does not exist) before any work is done.
-fn check_output_path(path: &Path) -> Result<(), String> {
+pub(crate) fn check_output_path(path: &Path) -> Result<(), String> {
     let shown = path.display();
     if path.is_dir() {
         return Err(format!(
@@ -275,7 +314,7 @@ fn load_input(
 
 /// Why an input of shape `found` does not fit a layer from `from` with `c_in` input
 /// channels (rank, channels, orientation planes, empty image), or `None`.
-fn input_mismatch(found: &[usize], from: Space, c_in: usize) -> Option<String> {
+pub(crate) fn input_mismatch(found: &[usize], from: Space, c_in: usize) -> Option<String> {
     let rank = if from == Space::Z2 { 4 } else { 5 };
     let nti = from.planes();
     if found.len() != rank {
@@ -375,17 +414,33 @@ fn allocate_output(geometry: &ConvGeometry, output: &Path) -> Result<Tensor, Str
 /// Warns on stderr when the equivariance rule says the layer is not exactly
 /// equivariant on this input: one line, then the failing parts of the rule in words,
 /// one per line.
-fn warn_if_not_equivariant(settings: &Settings, weight: &Weight, input: &Loaded, pad: [usize; 4]) {
+fn warn_if_not_equivariant_f32(settings: &Settings, weight: &Weight, input: &Loaded, pad: [usize; 4]) {
     let (h, w) = spatial_size(&input.tensor);
-    let (k, stride) = (weight.kernel, settings.stride);
-    if layer_is_equivariant(h, w, k, stride, settings.padding) {
+    warn_if_not_equivariant(
+        settings.pair,
+        (h, w),
+        (weight.kernel, settings.stride, settings.padding),
+        &settings.padding_text,
+        pad,
+    );
+}
+
+/// The warning of [`warn_if_not_equivariant_f32`] for any dtype.
+pub(crate) fn warn_if_not_equivariant(
+    pair: Pair,
+    (h, w): (usize, usize),
+    (k, stride, padding): (usize, usize, Padding),
+    padding_text: &str,
+    pad: [usize; 4],
+) {
+    if layer_is_equivariant(h, w, k, stride, padding) {
         return;
     }
     eprintln!(
         "gconv: warning: this {} layer (K = {k}, stride {stride}, padding {}) is not exactly \
          equivariant on a {h}x{w} input; the equivariance rule fails:",
-        settings.pair.name(),
-        settings.padding_text,
+        pair.name(),
+        padding_text,
     );
     let mut problems = equivariance_problems(h, w, k, stride, pad);
     if problems.is_empty() {

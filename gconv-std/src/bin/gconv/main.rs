@@ -1,7 +1,7 @@
 //! The `gconv` command: run, check and measure G-conv layers on `.npy` files.
 //!
 //! Subcommands (the interface is a contract for scripts: extend, don't rename):
-//! `demo`, `forward`, `check`, `params`, `bench`, `peak`, `run`. Each lives in its own module with
+//! `demo`, `forward`, `check`, `params`, `bench`, `peak`, `run`, `quantize`. Each lives in its own module with
 //! its clap `Args` and a `run` function.
 //!
 //! Exit status: 0 on success; 1 when `check` finds that the equivariance rule and the
@@ -14,8 +14,10 @@ mod check;
 mod demo;
 mod digits;
 mod forward;
+mod forward_int8;
 mod params;
 mod peak;
+mod quantize;
 mod rule;
 mod run;
 
@@ -48,8 +50,10 @@ enum Command {
     Bench(bench::Args),
     /// Measure one core's FMA peak (the reference for bench); prints one line.
     Peak(peak::Args),
-    /// Run a whole model (JSON + safetensors) on a .npy input.
+    /// Run a whole model (JSON + safetensors, f32 or int8) on a .npy input.
     Run(run::Args),
+    /// Post-training quantization: a float model + a calibration batch -> an int8 model.
+    Quantize(quantize::Args),
 }
 
 /// What a subcommand returns: its exit status, or a one-line error (exit 2).
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Peak(a) => peak::run(a),
         Command::Run(a) => run::run(a),
+        Command::Quantize(a) => quantize::run(a),
     };
     match outcome {
         Ok(code) => code,

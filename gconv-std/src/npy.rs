@@ -4,6 +4,8 @@
 //! order (Fortran arrays are transposed to C order, so the shape and values are the
 //! ones numpy shows). Writing produces little-endian `float32` in C order, through a
 //! temporary file renamed into place: a failed write never leaves a partial file.
+//! For int8 work, [`read_npy_i8`], [`read_npy_i32`] and [`read_npy_f32_strict`] read
+//! exactly one dtype each (no conversion), and [`write_npy_i8`] writes int8.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -69,8 +71,8 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor, Error> {
     })
 }
 
-/// Reads an integer `.npy` file whose dtype is exactly `descr` (`"i1"` for int8,
-/// `"i4"` for int32, either byte order), in C or Fortran order, as `(shape, values)` in
+/// Reads a `.npy` file whose dtype is exactly `descr` (`"i1"` for int8, `"i4"` for
+/// int32, `"f4"` for float32, either byte order), in C or Fortran order, as `(shape, values)` in
 /// C order. No conversion between integer types: a value that does not fit would be
 /// changed silently, so another dtype is an error that names it.
 ///
@@ -122,6 +124,15 @@ pub fn read_npy_i8(path: impl AsRef<Path>) -> Result<(Vec<usize>, Vec<i8>), Erro
 /// [`Error::File`] naming the path when the file cannot be read or is not int32.
 pub fn read_npy_i32(path: impl AsRef<Path>) -> Result<(Vec<usize>, Vec<i32>), Error> {
     read_npy_int(path.as_ref(), "i4", "int32")
+}
+
+/// Reads a `float32` `.npy` file exactly (no float64: rounding a scale to f32 would
+/// change it silently) as `(shape, values)`.
+///
+/// # Errors
+/// [`Error::File`] naming the path when the file cannot be read or is not float32.
+pub fn read_npy_f32_strict(path: impl AsRef<Path>) -> Result<(Vec<usize>, Vec<f32>), Error> {
+    read_npy_int(path.as_ref(), "f4", "float32")
 }
 
 /// Writes an `int8` C-order `.npy` file of `shape`, through a temporary file like

@@ -190,9 +190,11 @@ fn build(file: ModelFile, weights: &mut Weights) -> Result<Model, String> {
     match file.dtype.as_deref() {
         None | Some("f32") => {}
         Some("int8") => {
-            return Err("this is an int8 model: load it with gconv_std::quant::QModel::load \
+            return Err(
+                "this is an int8 model: load it with gconv_std::quant::QModel::load \
                         (`gconv run` detects it)"
-                .into());
+                    .into(),
+            );
         }
         Some(other) => return Err(format!("dtype {other:?}: expected \"f32\" or \"int8\"")),
     }

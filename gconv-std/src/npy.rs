@@ -95,9 +95,9 @@ fn read_npy_int<T: npyz::Deserialize + Copy>(
             format!("dtype {found} is not {name} (convert with x.astype(np.{name}))"),
         ));
     }
-    let data: Vec<T> = npy.into_vec::<T>().map_err(|e| {
-        file_error(path, format!("cannot read the data (truncated?): {e}"))
-    })?;
+    let data: Vec<T> = npy
+        .into_vec::<T>()
+        .map_err(|e| file_error(path, format!("cannot read the data (truncated?): {e}")))?;
     if data.len() != shape.iter().product::<usize>() {
         return Err(file_error(path, "data length does not match the shape"));
     }

@@ -384,6 +384,102 @@ pub fn reference_max_pool(
     (out, h_out, w_out)
 }
 
+/// The integer part of the int8 oracle: TFLite's `QuantizeMultiplier` written from
+/// its definition (`real = q * 2^shift`, `q` in `[0.5, 1)`, significand
+/// `round(q * 2^31)` half away from zero, carried when it reaches `2^31`, zero below
+/// `2^-32`), without `frexp`.
+///
+/// Panics (test oracle) for a `real` that is not finite and positive.
+pub fn reference_quantize_multiplier(real: f64) -> (i64, i32) {
+    assert!(real.is_finite() && real > 0.0, "multiplier {real}");
+    let mut shift = real.log2().floor() as i32 + 1;
+    while real / 2f64.powi(shift) >= 1.0 {
+        shift += 1;
+    }
+    while real / 2f64.powi(shift) < 0.5 {
+        shift -= 1;
+    }
+    let q = real / 2f64.powi(shift);
+    let mut m = (q * 2f64.powi(31)).round() as i64;
+    if m == 1 << 31 {
+        m /= 2;
+        shift += 1;
+    }
+    if shift < -31 {
+        return (0, 0);
+    }
+    (m, shift)
+}
+
+/// gemmlowp's double rounding evaluated in 128-bit integers: `acc * 2^max(shift,0)`
+/// times `m / 2^31` rounded with ties up, then divided by `2^max(-shift,0)` rounded
+/// half away from zero.
+pub fn reference_requantize(acc: i64, m: i64, shift: i32) -> i64 {
+    let left = shift.max(0) as u32;
+    let right = (-shift).max(0) as u32;
+    let a = i128::from(acc) << left;
+    let high = (a * i128::from(m) + (1i128 << 30)) >> 31; // floor: ties up
+    let d = 1i128 << right;
+    let q = if high >= 0 {
+        (high + d / 2) / d
+    } else {
+        -((-high + d / 2) / d)
+    };
+    q as i64
+}
+
+/// Reference int8 lifting or group convolution, from the definition: the integer
+/// accumulator `bias[o] + sum w * (x - zp_in)` computed exactly by [`reference_conv`]
+/// (in f64 every term and partial sum is an integer below `2^53`; a padded sample is
+/// `x = zp_in`, i.e. 0 after the shift), then
+/// `clamp(requantize(acc) + zp_out, lo, 127)` with the multiplier of
+/// `input_scale * weight_scale[o] / output_scale` formed in f64 from the f32 scales.
+///
+/// Layouts as [`reference_conv`]. Panics (test oracle) on inconsistent lengths.
+#[allow(clippy::too_many_arguments)]
+pub fn reference_conv_i8(
+    spec: &RefConvSpec,
+    x: &[i8],
+    (input_scale, input_zero_point): (f32, i32),
+    w: &[i8],
+    weight_scale: &[f32],
+    bias: Option<&[i32]>,
+    (output_scale, output_zero_point): (f32, i32),
+    relu: bool,
+) -> Vec<i8> {
+    let shifted: Vec<f32> = x
+        .iter()
+        .map(|&v| (i32::from(v) - input_zero_point) as f32)
+        .collect();
+    let wf: Vec<f32> = w.iter().map(|&v| f32::from(v)).collect();
+    let acc = reference_conv(spec, &shifted, &wf, None);
+    let [_, c_out, nto, oh, ow] = acc.shape;
+    assert_eq!(weight_scale.len(), c_out, "weight scales");
+    let per_plane = oh * ow;
+    let lo = if relu {
+        output_zero_point.max(-128)
+    } else {
+        -128
+    };
+    acc.value
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            assert!(
+                v.abs() < 2f64.powi(53) && v == v.round(),
+                "inexact accumulator"
+            );
+            let o = (i / (per_plane * nto)) % c_out;
+            let total = v as i64 + bias.map_or(0, |b| i64::from(b[o]));
+            let real =
+                f64::from(input_scale) * f64::from(weight_scale[o]) / f64::from(output_scale);
+            let (m, shift) = reference_quantize_multiplier(real);
+            let y = reference_requantize(total, m, shift) + i64::from(output_zero_point);
+            y.clamp(i64::from(lo), 127) as i8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,10 @@ fn argmax_rows(values: &[f32], classes: usize) -> Vec<usize> {
         .map(|row| {
             row.iter()
                 .enumerate()
-                .fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                )
                 .0
         })
         .collect()
@@ -39,9 +42,11 @@ fn quantized(name: &str) -> (Model, QModel) {
     let calibration = read_npy(models().join("digits/calibration.npy")).unwrap();
     let fresh = quantize_model(&model, &calibration).unwrap();
     let qdir = models().join(format!("{name}-int8"));
-    let committed =
-        QModel::load(qdir.join("model.json"), qdir.join("model.safetensors")).unwrap();
-    assert_eq!(fresh, committed, "{name}-int8 is not the PTQ of {name}: regenerate it");
+    let committed = QModel::load(qdir.join("model.json"), qdir.join("model.safetensors")).unwrap();
+    assert_eq!(
+        fresh, committed,
+        "{name}-int8 is not the PTQ of {name}: regenerate it"
+    );
     let tmp = std::env::temp_dir().join(format!("gconv-int8-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     committed
@@ -49,7 +54,10 @@ fn quantized(name: &str) -> (Model, QModel) {
         .unwrap();
     let reloaded = QModel::load(tmp.join("m.json"), tmp.join("m.safetensors")).unwrap();
     std::fs::remove_dir_all(&tmp).unwrap();
-    assert_eq!(reloaded, committed, "{name}-int8: save + load changed the model");
+    assert_eq!(
+        reloaded, committed,
+        "{name}-int8: save + load changed the model"
+    );
     (model, committed)
 }
 
@@ -81,7 +89,10 @@ fn check_model(name: &str, pair: Pair, test_set: &str) {
             .zip(logits_g.data().chunks_exact(10))
             .filter(|(a, b)| a != b)
             .count();
-        assert_eq!(differing, 0, "{name}: g = {g}: {differing} of 300 images change logits");
+        assert_eq!(
+            differing, 0,
+            "{name}: g = {g}: {differing} of 300 images change logits"
+        );
     }
 }
 

@@ -241,8 +241,14 @@ mod tests {
         assert_eq!(rounding_divide_by_pot(-7, 2), -2);
         assert_eq!(rounding_divide_by_pot(i32::MIN, 31), -1);
         assert_eq!(rounding_divide_by_pot(i32::MAX, 31), 1);
-        assert_eq!(saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN), i32::MAX);
-        assert_eq!(saturating_rounding_doubling_high_mul(1 << 30, 1 << 30), 1 << 29);
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN),
+            i32::MAX
+        );
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(1 << 30, 1 << 30),
+            1 << 29
+        );
         // a*b/2^31 = -0.5 and -1.5 exactly: ties go up, to 0 and -1.
         assert_eq!(saturating_rounding_doubling_high_mul(-1, 1 << 30), 0);
         assert_eq!(saturating_rounding_doubling_high_mul(-3, 1 << 30), -1);
@@ -261,11 +267,16 @@ mod tests {
     fn apply_matches_a_wide_evaluation() {
         let mut seed = 12345u64;
         let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             seed
         };
         for _ in 0..20_000 {
-            let real = libm::ldexp(0.5 + (next() >> 11) as f64 / (1u64 << 54) as f64, (next() % 40) as i32 - 35);
+            let real = libm::ldexp(
+                0.5 + (next() >> 11) as f64 / (1u64 << 54) as f64,
+                (next() % 40) as i32 - 35,
+            );
             let m = Multiplier::from_real(real).unwrap();
             let x = (next() >> 32) as i32 >> (next() % 20);
             let left = m.shift().max(0);
@@ -282,7 +293,11 @@ mod tests {
                 high
             } else {
                 let d = 1i128 << right;
-                if high >= 0 { (high + d / 2) / d } else { -((-high + d / 2) / d) }
+                if high >= 0 {
+                    (high + d / 2) / d
+                } else {
+                    -((-high + d / 2) / d)
+                }
             };
             assert_eq!(i128::from(m.apply(x)), want, "x = {x}, m = {m:?}");
         }

@@ -209,7 +209,8 @@ fn run(
             for n in 0..batch {
                 let (Some(x_image), Some(y)) = (
                     input.get(n * in_image.get()..(n + 1) * in_image.get()),
-                    output.get_mut((n * out_image.get() + plane * out_plane.get())..)
+                    output
+                        .get_mut((n * out_image.get() + plane * out_plane.get())..)
                         .and_then(|y| y.get_mut(..out_plane.get())),
                 ) else {
                     continue;

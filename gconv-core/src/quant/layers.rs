@@ -194,7 +194,11 @@ pub fn dense(
     requant.validate(1)?;
     let len = |a: usize, b: usize| checked_product(&[a, b]).ok_or(Error::SizeOverflow);
     check_len(Buffer::Input, input.len(), len(batch, in_features)?)?;
-    check_len(Buffer::Weight, weight.len(), len(out_features, in_features)?)?;
+    check_len(
+        Buffer::Weight,
+        weight.len(),
+        len(out_features, in_features)?,
+    )?;
     if let Some(b) = bias {
         check_len(Buffer::Bias, b.len(), out_features)?;
     }
@@ -208,7 +212,11 @@ pub fn dense(
         .chunks_exact(in_features)
         .zip(output.chunks_exact_mut(out_features))
     {
-        for (j, (out, row)) in y.iter_mut().zip(weight.chunks_exact(in_features)).enumerate() {
+        for (j, (out, row)) in y
+            .iter_mut()
+            .zip(weight.chunks_exact(in_features))
+            .enumerate()
+        {
             let b = bias.and_then(|b| b.get(j)).copied().unwrap_or(0);
             let acc = row.iter().zip(x).fold(b, |acc, (&wv, &xv)| {
                 acc.wrapping_add(i32::from(wv) * (i32::from(xv) - zp_in))

@@ -184,9 +184,7 @@ fn scale_of(what: &str, v: f64) -> Result<f32, String> {
     if f64::from(s) == v && s.is_finite() && s > 0.0 {
         Ok(s)
     } else {
-        Err(format!(
-            "{what} {v} is not a finite positive float32 value"
-        ))
+        Err(format!("{what} {v} is not a finite positive float32 value"))
     }
 }
 
@@ -203,10 +201,13 @@ impl QModel {
         let text = std::fs::read_to_string(json)
             .map_err(|e| file_error(json, format!("cannot read: {e}")))?;
         let file: QModelFile = serde_json::from_str(&text).map_err(|e| {
-            file_error(json, format!("not a valid gconv int8 model description: {e}"))
+            file_error(
+                json,
+                format!("not a valid gconv int8 model description: {e}"),
+            )
         })?;
-        let bytes = std::fs::read(weights)
-            .map_err(|e| file_error(weights, format!("cannot read: {e}")))?;
+        let bytes =
+            std::fs::read(weights).map_err(|e| file_error(weights, format!("cannot read: {e}")))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| {
             file_error(
                 weights,
@@ -456,8 +457,8 @@ fn build(file: QModelFile, tensors: &mut Tensors) -> Result<QModel, String> {
     let mut current = input_params;
     let mut layers = Vec::with_capacity(file.layers.len());
     for (i, entry) in file.layers.into_iter().enumerate() {
-        let layer = build_layer(entry, tensors, current)
-            .map_err(|e| format!("layer {}: {e}", i + 1))?;
+        let layer =
+            build_layer(entry, tensors, current).map_err(|e| format!("layer {}: {e}", i + 1))?;
         match &layer {
             QLayer::Conv(c) => current = c.output_params(),
             QLayer::Dense(d) => current = d.output_params(),
@@ -465,8 +466,7 @@ fn build(file: QModelFile, tensors: &mut Tensors) -> Result<QModel, String> {
         }
         layers.push(layer);
     }
-    QModel::new(input, input_params, layers, file.accept_non_equivariant)
-        .map_err(|e| e.to_string())
+    QModel::new(input, input_params, layers, file.accept_non_equivariant).map_err(|e| e.to_string())
 }
 
 fn build_layer(
@@ -525,9 +525,7 @@ fn build_layer(
                     output_zero_point,
                 )?,
             };
-            QLayer::Conv(
-                QConv::new(config, &shape, w, ws, b).map_err(|e| format!("{name}: {e}"))?,
-            )
+            QLayer::Conv(QConv::new(config, &shape, w, ws, b).map_err(|e| format!("{name}: {e}"))?)
         }
         QLayerFile::Relu => QLayer::Relu,
         QLayerFile::MaxPool {

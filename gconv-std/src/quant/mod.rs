@@ -763,11 +763,7 @@ fn infer(
                 )));
             }
             chain(d.input)?;
-            Ok((
-                Feature::Vector(vec![out_features]),
-                true,
-                d.output_params(),
-            ))
+            Ok((Feature::Vector(vec![out_features]), true, d.output_params()))
         }
     }
 }

@@ -63,10 +63,11 @@ fn quantize_weights(w: &[f32], groups: usize) -> (Vec<i8>, Vec<f32>) {
     for run in w.chunks(per.max(1)) {
         let max = run.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
         let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-        q.extend(
-            run.iter()
-                .map(|&v| (f64::from(v) / f64::from(scale)).round().clamp(-127.0, 127.0) as i8),
-        );
+        q.extend(run.iter().map(|&v| {
+            (f64::from(v) / f64::from(scale))
+                .round()
+                .clamp(-127.0, 127.0) as i8
+        }));
         scales.push(scale);
     }
     (q, scales)
@@ -195,7 +196,7 @@ pub fn quantize_model(model: &Model, calibration: &Tensor) -> Result<QModel, Err
             }
             Layer::Pointwise(_) => {
                 return Err(at(
-                    "pointwise activations other than ReLU have no int8 form".into()
+                    "pointwise activations other than ReLU have no int8 form".into(),
                 ));
             }
         };

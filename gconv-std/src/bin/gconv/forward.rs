@@ -414,7 +414,12 @@ fn allocate_output(geometry: &ConvGeometry, output: &Path) -> Result<Tensor, Str
 /// Warns on stderr when the equivariance rule says the layer is not exactly
 /// equivariant on this input: one line, then the failing parts of the rule in words,
 /// one per line.
-fn warn_if_not_equivariant_f32(settings: &Settings, weight: &Weight, input: &Loaded, pad: [usize; 4]) {
+fn warn_if_not_equivariant_f32(
+    settings: &Settings,
+    weight: &Weight,
+    input: &Loaded,
+    pad: [usize; 4],
+) {
     let (h, w) = spatial_size(&input.tensor);
     warn_if_not_equivariant(
         settings.pair,

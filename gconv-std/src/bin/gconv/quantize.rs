@@ -79,10 +79,7 @@ pub fn run(args: Args) -> crate::Outcome {
 
 fn print_summary(q: &QModel) {
     let p = q.input_params();
-    println!(
-        "input: scale {:.6} zero point {}",
-        p.scale, p.zero_point
-    );
+    println!("input: scale {:.6} zero point {}", p.scale, p.zero_point);
     for (i, layer) in q.layers().iter().enumerate() {
         match layer {
             QLayer::Conv(c) => {

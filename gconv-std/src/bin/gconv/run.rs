@@ -85,9 +85,8 @@ fn run_int8(args: &Args) -> crate::Outcome {
             QTensor::new(shape, data, model.input_params()).map_err(|e| format!("{input}: {e}"))?
         }
         Err(_) => {
-            let f = read_npy(&args.input).map_err(|e| {
-                format!("{e} (an int8 model takes float32, float64 or int8 input)")
-            })?;
+            let f = read_npy(&args.input)
+                .map_err(|e| format!("{e} (an int8 model takes float32, float64 or int8 input)"))?;
             QTensor::quantize(&f, model.input_params()).map_err(|e| format!("{input}: {e}"))?
         }
     };

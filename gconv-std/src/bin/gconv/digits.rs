@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use gconv_std::npy::read_npy;
+use gconv_std::quant::QModel;
 use gconv_std::{Model, Pair, Tensor};
 
 /// Where the committed models and test sets live.
@@ -83,7 +84,50 @@ pub fn section() -> Result<bool, gconv_std::Error> {
             same.len()
         );
     }
+    invariant &= int8_section(&dir, &labels)?;
     print_pytorch_accuracies(&dir.join("digits/accuracy.json"));
+    Ok(invariant)
+}
+
+/// The int8 models (`gconv quantize` of the float ones, committed next to them): the
+/// accuracy on the rotated test set and the exact invariance of the int8 logits.
+fn int8_section(dir: &Path, labels: &[usize]) -> Result<bool, gconv_std::Error> {
+    println!("  int8 (TFLite arithmetic, post-training quantized by `gconv quantize`):");
+    let mut invariant = true;
+    for (name, group, test_set) in [
+        ("digits-p4cnn-int8", Pair::C4C4, "test_rotated_c4.npy"),
+        ("digits-p4m-int8", Pair::D4D4, "test_rotated_d4.npy"),
+    ] {
+        let model = QModel::load(
+            dir.join(name).join("model.json"),
+            dir.join(name).join("model.safetensors"),
+        )?;
+        let rotated = read_npy(dir.join("digits").join(test_set))?;
+        let logits = model.forward_f32(&rotated)?;
+        let predicted = predictions(&logits.to_f32_values());
+        let correct = predicted.iter().zip(labels).filter(|(p, l)| p == l).count();
+        let mut same = vec![true; labels.len()];
+        for g in 1..group.group_order() {
+            let moved = model.forward_f32(&group.transform(g, &rotated)?)?;
+            for (s, (a, b)) in same.iter_mut().zip(
+                moved
+                    .data()
+                    .chunks_exact(10)
+                    .zip(logits.data().chunks_exact(10)),
+            ) {
+                *s &= a == b;
+            }
+        }
+        let exact = same.iter().filter(|&&s| s).count();
+        invariant &= exact == same.len();
+        println!(
+            "  {name:<18} accuracy on the rotated test set {:.1}% ({correct}/{}); int8 logits bitwise identical under all {} elements for {exact}/{} images",
+            100.0 * correct as f64 / labels.len() as f64,
+            labels.len(),
+            group.group_order(),
+            same.len()
+        );
+    }
     Ok(invariant)
 }
 

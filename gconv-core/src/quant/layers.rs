@@ -3,10 +3,12 @@
 //! quantization on both sides of its pooling ops), so it needs no requantization:
 //!
 //! * [`max_pool`]: `MAX_POOL_2D`, padded positions never win;
-//! * [`avg_pool`]: `AVERAGE_POOL_2D`: the sum of the window's **in-map** samples
-//!   divided by their count (padding is not counted, unlike the f32
-//!   [`crate::pool::avg_pool`], which follows PyTorch's `count_include_pad=True`),
-//!   rounded half away from zero ([`rounded_average`]);
+//! * [`avg_pool`]: the rounded mean of the window's `k*k` values with padded
+//!   positions at the zero point (real 0), as the f32 [`crate::pool::avg_pool`]
+//!   (PyTorch's `count_include_pad=True`); TFLite: `PAD` with the zero point, then
+//!   `AVERAGE_POOL_2D` `VALID`. [`avg_pool_in_map`] is TFLite's `SAME` variant, which
+//!   divides by the number of in-map samples. Both round half away from zero
+//!   ([`rounded_average`]);
 //! * [`group_pool`]: max or rounded mean over the `|G|` orientation planes (TFLite:
 //!   `MAX_POOL_2D` / `AVERAGE_POOL_2D` with a `1 x |G|` window on the map reshaped to
 //!   `(N, H*W*C, |G|, 1)`);
@@ -15,13 +17,15 @@
 //! * [`relu`]: `max(x, zp)` in place (TFLite `RELU` with equal input and output
 //!   quantization);
 //! * [`dense`]: `FULLY_CONNECTED` with per-tensor weights:
-//!   `y[n][j] = clamp(M.apply(b[j] + sum_i W[j][i] * (x[n][i] - zp_in)) + zp_out)`.
+//!   `y[n][j] = clamp(scale(b[j] + sum_i W[j][i] * (x[n][i] - zp_in)) + zp_out)`, with
+//!   LiteRT's double-precision requantization or TFLite Micro's fixed-point one
+//!   ([`DenseScale`]).
 
 use crate::error::{Buffer, Dim, Error, QuantTensor, check_len};
 use crate::layers::Reduce;
 use crate::pool::PoolShape;
 use crate::quant::arith::rounded_average;
-use crate::quant::{Requant, activation_range, check_zero_point};
+use crate::quant::{Multiplier, activation_range, check_zero_point};
 use crate::shape::checked_product;
 
 /// int8 max pooling of every plane; padded positions never win.
@@ -34,12 +38,36 @@ pub fn max_pool(shape: &PoolShape, input: &[i8], output: &mut [i8]) -> Result<()
     })
 }
 
-/// int8 average pooling of every plane: the rounded mean of the window's in-map
-/// samples (TFLite `AVERAGE_POOL_2D`; padding is not counted).
+/// int8 average pooling of every plane, padding counted as real zeros like the f32
+/// [`crate::pool::avg_pool`]: a padded position holds the zero point, and every window
+/// divides the sum of its `k*k` raw values by `k*k`, rounded half away from zero (TFLite:
+/// `PAD` with the zero point, then `AVERAGE_POOL_2D` with `VALID` padding).
+///
+/// # Errors
+/// As [`max_pool`]; [`Error::ZeroPointOutOfRange`].
+pub fn avg_pool(
+    shape: &PoolShape,
+    zero_point: i32,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    check_zero_point(QuantTensor::Input, zero_point)?;
+    let window = shape.window.saturating_mul(shape.window);
+    let count = i32::try_from(window).map_err(|_| Error::SizeOverflow)?;
+    pool(shape, input, output, |samples| {
+        let (sum, n) = samples.fold((0i32, 0i32), |(s, c), x| (s + i32::from(x), c + 1));
+        let sum = sum + (count - n) * zero_point;
+        rounded_average(sum, count).clamp(-128, 127) as i8
+    })
+}
+
+/// int8 average pooling of every plane over the **in-map** samples of each window
+/// only (TFLite `AVERAGE_POOL_2D` with `SAME` padding, which does not count padded
+/// positions): the rounded mean of those samples.
 ///
 /// # Errors
 /// As [`max_pool`].
-pub fn avg_pool(shape: &PoolShape, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+pub fn avg_pool_in_map(shape: &PoolShape, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
     pool(shape, input, output, |window| {
         let (sum, count) = window.fold((0i32, 0i32), |(s, c), x| (s + i32::from(x), c + 1));
         rounded_average(sum, count).clamp(-128, 127) as i8
@@ -166,20 +194,92 @@ pub fn relu(data: &mut [i8], zero_point: i32) -> Result<(), Error> {
     Ok(())
 }
 
-/// A dense (fully connected) int8 layer with one weight scale for the whole weight
-/// (`requant.multipliers` has exactly one element):
-/// `y[n][j] = clamp(M.apply(b[j] + sum_i W[j][i] * (x[n][i] - zp_in)) + zp_out, lo, 127)`,
-/// `W` of shape `(out_features, in_features)`.
+/// How a dense layer turns its int32 accumulator into the output scale. The two
+/// TFLite runtimes differ here (and only here): since LiteRT 1.3 (April 2025) its
+/// reference `FULLY_CONNECTED` requantizes in double precision, while TFLite Micro and
+/// CMSIS-NN keep the fixed-point multiplier of the convolutions. They disagree on a
+/// few outputs that fall near a rounding tie (the goldens in `tools/golden/int8-layers`
+/// show it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DenseScale {
+    /// LiteRT's reference kernel: `y = round(acc * real)` in f64, half away from zero,
+    /// with `real = f64(input_scale) * f64(weight_scale) / f64(output_scale)`
+    /// ([`DenseScale::litert`]). The default of gconv's int8 models.
+    Real(f64),
+    /// TFLite Micro / CMSIS-NN: `y = M.apply(acc)`, the fixed-point multiplier of
+    /// `f64(f32(input_scale * weight_scale)) / f64(output_scale)`
+    /// ([`DenseScale::micro`]; the product rounded to f32 first, as TFLite's
+    /// `GetQuantizedConvolutionMultipler` does).
+    Fixed(Multiplier),
+}
+
+impl DenseScale {
+    /// LiteRT's reference requantization for these float32 scales.
+    ///
+    /// # Errors
+    /// [`Error::InvalidScale`]; [`Error::EffectiveScaleOutOfRange`] for an effective
+    /// scale of `2^30` or more.
+    pub fn litert(input_scale: f32, weight_scale: f32, output_scale: f32) -> Result<Self, Error> {
+        // Same validation as the fixed-point form.
+        Multiplier::for_product(input_scale, weight_scale, output_scale)?;
+        Ok(DenseScale::Real(
+            f64::from(input_scale) * f64::from(weight_scale) / f64::from(output_scale),
+        ))
+    }
+
+    /// TFLite Micro's fixed-point requantization for these float32 scales.
+    ///
+    /// # Errors
+    /// As [`DenseScale::litert`].
+    pub fn micro(input_scale: f32, weight_scale: f32, output_scale: f32) -> Result<Self, Error> {
+        Multiplier::for_product(input_scale, weight_scale, output_scale)?;
+        let product = input_scale * weight_scale;
+        if !(product.is_finite() && product > 0.0) {
+            return Err(Error::EffectiveScaleOutOfRange);
+        }
+        Ok(DenseScale::Fixed(Multiplier::from_real(
+            f64::from(product) / f64::from(output_scale),
+        )?))
+    }
+
+    /// The accumulator in output units, before the zero point.
+    #[inline]
+    fn apply(self, acc: i32) -> i32 {
+        match self {
+            // `as` saturates, where C's cast would be undefined.
+            DenseScale::Real(real) => libm::round(f64::from(acc) * real) as i32,
+            DenseScale::Fixed(m) => m.apply(acc),
+        }
+    }
+}
+
+/// The quantization of a dense layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DenseQuant {
+    /// The input zero point, in `[-128, 127]`.
+    pub input_zero_point: i32,
+    /// The output zero point, in `[-128, 127]`.
+    pub output_zero_point: i32,
+    /// The requantization.
+    pub scale: DenseScale,
+    /// Fused ReLU.
+    pub relu: bool,
+}
+
+/// A dense (fully connected) int8 layer with one weight scale for the whole weight:
+/// `y[n][j] = clamp(scale(b[j] + sum_i W[j][i] * (x[n][i] - zp_in)) + zp_out, lo, 127)`,
+/// `W` of shape `(out_features, in_features)`, `scale` as [`DenseScale`].
 ///
 /// # Errors
 /// [`Error::ZeroDimension`] for zero features; [`Error::ZeroPointOutOfRange`];
-/// [`Error::BufferLength`]; [`Error::SizeOverflow`].
+/// [`Error::EffectiveScaleOutOfRange`] for a `Real` scale that is not finite and
+/// positive; [`Error::BufferLength`]; [`Error::SizeOverflow`].
 #[allow(clippy::too_many_arguments)]
 pub fn dense(
     batch: usize,
     in_features: usize,
     out_features: usize,
-    requant: &Requant<'_>,
+    quant: &DenseQuant,
     input: &[i8],
     weight: &[i8],
     bias: Option<&[i32]>,
@@ -191,23 +291,22 @@ pub fn dense(
     if out_features == 0 {
         return Err(Error::ZeroDimension(Dim::OutChannels));
     }
-    requant.validate(1)?;
+    check_zero_point(QuantTensor::Input, quant.input_zero_point)?;
+    check_zero_point(QuantTensor::Output, quant.output_zero_point)?;
+    if let DenseScale::Real(r) = quant.scale
+        && !(r.is_finite() && r > 0.0)
+    {
+        return Err(Error::EffectiveScaleOutOfRange);
+    }
     let len = |a: usize, b: usize| checked_product(&[a, b]).ok_or(Error::SizeOverflow);
     check_len(Buffer::Input, input.len(), len(batch, in_features)?)?;
-    check_len(
-        Buffer::Weight,
-        weight.len(),
-        len(out_features, in_features)?,
-    )?;
+    check_len(Buffer::Weight, weight.len(), len(out_features, in_features)?)?;
     if let Some(b) = bias {
         check_len(Buffer::Bias, b.len(), out_features)?;
     }
     check_len(Buffer::Output, output.len(), len(batch, out_features)?)?;
-    let Some(&m) = requant.multipliers.first() else {
-        return Ok(());
-    };
-    let (zp_in, zp_out) = (requant.input_zero_point, requant.output_zero_point);
-    let range = activation_range(zp_out, requant.relu);
+    let (zp_in, zp_out) = (quant.input_zero_point, quant.output_zero_point);
+    let (lo, hi) = activation_range(zp_out, quant.relu);
     for (x, y) in input
         .chunks_exact(in_features)
         .zip(output.chunks_exact_mut(out_features))
@@ -221,7 +320,11 @@ pub fn dense(
             let acc = row.iter().zip(x).fold(b, |acc, (&wv, &xv)| {
                 acc.wrapping_add(i32::from(wv) * (i32::from(xv) - zp_in))
             });
-            *out = Requant::output(m, acc, zp_out, range);
+            *out = quant
+                .scale
+                .apply(acc)
+                .saturating_add(zp_out)
+                .clamp(lo, hi) as i8;
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ pub mod file;
 pub mod ptq;
 
 use gconv_core::layers::Reduce;
+use gconv_core::quant::layers::{DenseQuant, DenseScale};
 use gconv_core::quant::{self as core_quant, Multiplier, QuantParams, Requant};
 use gconv_core::{C4, ConvShape, D4, Domain, Padding, QuantTensor};
 
@@ -387,7 +388,9 @@ impl QConv {
 }
 
 /// A dense int8 layer (TFLite `FULLY_CONNECTED`, per-tensor weight scale): weight
-/// `(out_features, in_features)` int8, bias `(out_features,)` int32.
+/// `(out_features, in_features)` int8, bias `(out_features,)` int32, requantized as
+/// LiteRT's reference kernel does ([`DenseScale::Real`]; TFLite Micro differs on rare
+/// ties, see [`DenseScale`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct QDense {
     out_features: usize,
@@ -398,7 +401,7 @@ pub struct QDense {
     relu: bool,
     input: QuantParams,
     output: QuantParams,
-    multiplier: Multiplier,
+    scale: DenseScale,
 }
 
 impl QDense {
@@ -436,8 +439,7 @@ impl QDense {
         core_quant::check_weights(&weight).map_err(&err)?;
         input.validate(QuantTensor::Input).map_err(&err)?;
         output.validate(QuantTensor::Output).map_err(&err)?;
-        let multiplier =
-            Multiplier::for_product(input.scale, weight_scale, output.scale).map_err(&err)?;
+        let scale = DenseScale::litert(input.scale, weight_scale, output.scale).map_err(&err)?;
         Ok(QDense {
             out_features,
             in_features,
@@ -447,7 +449,7 @@ impl QDense {
             relu,
             input,
             output,
-            multiplier,
+            scale,
         })
     }
 
@@ -498,17 +500,17 @@ impl QDense {
             )));
         }
         let mut out = vec![0i8; n * self.out_features];
-        let requant = Requant {
+        let quant = DenseQuant {
             input_zero_point: self.input.zero_point,
             output_zero_point: self.output.zero_point,
-            multipliers: core::slice::from_ref(&self.multiplier),
+            scale: self.scale,
             relu: self.relu,
         };
         core_quant::layers::dense(
             n,
             self.in_features,
             self.out_features,
-            &requant,
+            &quant,
             x.data(),
             &self.weight,
             self.bias.as_deref(),
@@ -527,8 +529,8 @@ pub enum QLayer {
     Conv(QConv),
     /// `max(x, zero_point)`.
     Relu,
-    /// Spatial max pooling, or average pooling over the in-map samples of each window
-    /// (TFLite; see [`gconv_core::quant::layers::avg_pool`]).
+    /// Spatial max pooling, or average pooling with padding counted as real zeros
+    /// like the f32 layer ([`gconv_core::quant::layers::avg_pool`]).
     Pool(Pool2d),
     /// Max or rounded mean over the orientation axis.
     GroupPool(Reduce),
@@ -794,7 +796,9 @@ fn apply(layer: &QLayer, x: QTensor) -> Result<QTensor, Error> {
             let mut out = vec![0i8; out_shape.iter().product()];
             match pool.kind {
                 PoolKind::Max => core_quant::layers::max_pool(&shape, x.data(), &mut out),
-                PoolKind::Avg => core_quant::layers::avg_pool(&shape, x.data(), &mut out),
+                PoolKind::Avg => {
+                    core_quant::layers::avg_pool(&shape, params.zero_point, x.data(), &mut out)
+                }
             }
             .map_err(core("pooling"))?;
             QTensor::new(out_shape, out, params)

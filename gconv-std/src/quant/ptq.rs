@@ -15,17 +15,13 @@
 //!    scale per tensor; `w_q = round(w / scale)` in `[-127, 127]`. Biases:
 //!    `round(b / (input_scale * weight_scale))` in int32.
 //!
-//! Refused, with the layer named: a batch norm that does not follow a convolution, a
-//! pointwise activation other than ReLU, and average pooling with padding (TFLite's
-//! int8 average excludes padded positions from the count, the float layer includes
-//! them: the quantized model would compute something else).
+//! Refused, with the layer named: a batch norm that does not follow a convolution and
+//! a pointwise activation other than ReLU.
 
-use gconv_core::Padding;
 use gconv_core::quant::QuantParams;
 
 use crate::error::Error;
 use crate::model::{Layer, Model};
-use crate::pool::PoolKind;
 use crate::quant::{QConv, QConvConfig, QDense, QLayer, QModel};
 use crate::tensor::Tensor;
 
@@ -164,27 +160,7 @@ pub fn quantize_model(model: &Model, calibration: &Tensor) -> Result<QModel, Err
                 QLayer::Dense(q)
             }
             Layer::Relu => QLayer::Relu,
-            Layer::Pool(pool) => {
-                let padded = match pool.padding {
-                    Padding::Valid => false,
-                    Padding::Explicit {
-                        top,
-                        bottom,
-                        left,
-                        right,
-                    } => top + bottom + left + right > 0,
-                    Padding::Same => pool.window > 1,
-                };
-                if pool.kind == PoolKind::Avg && padded {
-                    return Err(at(
-                        "average pooling with padding: TFLite's int8 average excludes padded \
-                         positions from the count, the float layer counts them as zeros; use \
-                         valid padding"
-                            .into(),
-                    ));
-                }
-                QLayer::Pool(*pool)
-            }
+            Layer::Pool(pool) => QLayer::Pool(*pool),
             Layer::GroupPool(reduce) => QLayer::GroupPool(*reduce),
             Layer::GlobalAvgPool => QLayer::GlobalAvgPool,
             Layer::BatchNorm(_) => {

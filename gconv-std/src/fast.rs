@@ -6,6 +6,11 @@
 //! gconv-std: the calls of the AVX-512 and AVX2+FMA kernels (and of their FMA-peak
 //! loops, [`fma_peak_gflops`]) after the CPU was seen to have their features.
 //!
+//! The same for the int8 fast path ([`gconv_core::quant::fast`]): [`int8_kernel`]
+//! detects the best int8 kernel once (`avx512_vnni`, `avx_vnni`, `avx2_madd`,
+//! `portable`), [`int8_compute`] calls a plan's kernel after detection and
+//! [`int8_forward_images`] runs whole images with a caller's scratch.
+//!
 //! # Memory
 //! The packed input (the only scratch, [`FastPlan::packed_input_len`] f32 per image) is
 //! kept per thread in a buffer that grows to the largest layer seen and is reused, so
@@ -26,6 +31,8 @@ use std::sync::OnceLock;
 
 use gconv_core::Error;
 use gconv_core::fast::{FastPlan, Kernel};
+use gconv_core::quant::Requant;
+use gconv_core::quant::fast::{QFastPlan, QKernel};
 
 /// The best micro-kernel this CPU runs, detected once and cached: `Avx512` on x86_64
 /// CPUs with AVX-512F, `Avx2Fma` on those with AVX2 and FMA, else
@@ -347,6 +354,187 @@ fn forward_images(
     })
 }
 
+/// The best int8 micro-kernel this CPU runs ([`gconv_core::quant::fast`]), detected
+/// once and cached: `avx512_vnni` on CPUs with AVX-512F and AVX-512 VNNI, then
+/// `avx_vnni` (AVX-VNNI), `avx2_madd` (AVX2), else `portable`.
+///
+/// Environment, read once: `GCONV_INT8_KERNEL` (`avx512_vnni`, `avx_vnni`,
+/// `avx2_madd` or `portable`) picks that kernel; otherwise `GCONV_KERNEL=avx2_fma`
+/// (the switch that forces the f32 path to AVX2) caps the int8 choice at `avx2_madd`,
+/// the plain AVX2 kernel, and `GCONV_KERNEL=portable` at `portable`. A kernel the CPU
+/// lacks is never chosen.
+pub fn int8_kernel() -> QKernel {
+    static KERNEL: OnceLock<QKernel> = OnceLock::new();
+    *KERNEL.get_or_init(|| {
+        let available = int8_available_kernels();
+        let named = |name: &str| available.iter().copied().find(|k| k.name() == name);
+        if let Some(k) = std::env::var("GCONV_INT8_KERNEL")
+            .ok()
+            .and_then(|name| named(name.trim()))
+        {
+            return k;
+        }
+        let cap = match std::env::var("GCONV_KERNEL").ok().as_deref().map(str::trim) {
+            Some("avx2_fma") => Some(QKernel::Avx2Madd),
+            Some("portable") => Some(QKernel::Portable),
+            _ => None,
+        };
+        let allowed = |k: &QKernel| match cap {
+            Some(QKernel::Avx2Madd) => matches!(k, QKernel::Avx2Madd | QKernel::Portable),
+            Some(QKernel::Portable) => *k == QKernel::Portable,
+            _ => true,
+        };
+        available
+            .iter()
+            .copied()
+            .find(allowed)
+            .unwrap_or(QKernel::Portable)
+    })
+}
+
+/// Whether this CPU can run the int8 `kernel`.
+pub fn int8_cpu_has(kernel: QKernel) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match kernel {
+            QKernel::Avx512Vnni => {
+                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")
+            }
+            QKernel::AvxVnni => {
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("avxvnni")
+            }
+            QKernel::Avx2Madd => is_x86_feature_detected!("avx2"),
+            QKernel::Portable => true,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        kernel == QKernel::Portable || kernel.is_compiled()
+    }
+}
+
+/// The int8 kernels this CPU can run, best first.
+pub fn int8_available_kernels() -> Vec<QKernel> {
+    QKernel::ALL
+        .into_iter()
+        .filter(|&k| int8_cpu_has(k))
+        .collect()
+}
+
+/// [`QFastPlan::compute`] with the plan's kernel, which may be any kernel the CPU has
+/// (see [`int8_available_kernels`]).
+///
+/// # Errors
+/// Those of [`QFastPlan::compute`]; [`Error::KernelNotCompiled`] when the plan's
+/// kernel needs CPU features this CPU lacks.
+pub fn int8_compute(
+    plan: &QFastPlan,
+    requant: &Requant<'_>,
+    packed: &[i32],
+    prepared: &[i32],
+    bias: Option<&[i32]>,
+    out: &mut [i8],
+    tiles: Range<usize>,
+) -> Result<(), Error> {
+    let kernel = plan.kernel();
+    if !int8_cpu_has(kernel) {
+        return Err(Error::KernelNotCompiled {
+            kernel: kernel.name(),
+        });
+    }
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        QKernel::Avx512Vnni => {
+            // SAFETY: `compute_avx512_vnni` is safe Rust compiled with `avx512f` and
+            // `avx512vnni`; its one requirement is that the CPU has them, which
+            // `int8_cpu_has` has just confirmed (std caches the CPUID result).
+            unsafe { plan.compute_avx512_vnni(requant, packed, prepared, bias, out, tiles) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        QKernel::AvxVnni => {
+            // SAFETY: `compute_avx_vnni` is safe Rust compiled with `avx2` and
+            // `avxvnni`; `int8_cpu_has` has just confirmed the CPU has both.
+            unsafe { plan.compute_avx_vnni(requant, packed, prepared, bias, out, tiles) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        QKernel::Avx2Madd => {
+            // SAFETY: `compute_avx2_madd` is safe Rust compiled with `avx2`;
+            // `int8_cpu_has` has just confirmed the CPU has it.
+            unsafe { plan.compute_avx2_madd(requant, packed, prepared, bias, out, tiles) }
+        }
+        _ => plan.compute(requant, packed, prepared, bias, out, tiles),
+    }
+}
+
+/// The int8 forward pass of `images` whole images on the calling thread, with the
+/// plan's kernel (any kernel the CPU has): `input` `(n, C_in, nti, H, W)` and
+/// `output` `(n, C_out, nto, H', W')` for the same `n` (a slice of the plan's batch,
+/// or all of it), `scratch` at least [`QFastPlan::scratch_len`] units.
+///
+/// # Errors
+/// [`Error::BufferLength`] when `input` and `output` do not hold the same whole
+/// number of images, or for the operands and scratch as [`QFastPlan::forward`];
+/// those of [`int8_compute`]. Nothing is written to `output` on error.
+pub fn int8_forward_images(
+    plan: &QFastPlan,
+    requant: &Requant<'_>,
+    input: &[i8],
+    prepared: &[i32],
+    bias: Option<&[i32]>,
+    output: &mut [i8],
+    scratch: &mut [i32],
+) -> Result<(), Error> {
+    use gconv_core::Buffer;
+    let (in_len, out_len) = (
+        plan.image_input_len().max(1),
+        plan.image_output_len().max(1),
+    );
+    let images = input.len() / in_len;
+    let exact = |buffer, found: usize, per: usize| {
+        if found == images * per {
+            Ok(())
+        } else {
+            Err(Error::BufferLength {
+                buffer,
+                expected: images * per,
+                found,
+            })
+        }
+    };
+    exact(Buffer::Input, input.len(), in_len)?;
+    exact(Buffer::Output, output.len(), out_len)?;
+    plan.check_operands(requant, prepared, bias)?;
+    if !int8_cpu_has(plan.kernel()) {
+        return Err(Error::KernelNotCompiled {
+            kernel: plan.kernel().name(),
+        });
+    }
+    let found = scratch.len();
+    let packed = scratch
+        .get_mut(..plan.scratch_len())
+        .ok_or(Error::BufferLength {
+            buffer: Buffer::Scratch,
+            expected: plan.scratch_len(),
+            found,
+        })?;
+    for (image, out) in input
+        .chunks_exact(in_len)
+        .zip(output.chunks_exact_mut(out_len))
+    {
+        plan.pack_input(requant.input_zero_point, image, packed)?;
+        int8_compute(
+            plan,
+            requant,
+            packed,
+            prepared,
+            bias,
+            out,
+            0..plan.plane_tiles(),
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,6 +632,107 @@ mod tests {
             let name = kernel.name();
             let err = Err(Error::KernelNotCompiled { kernel: name });
             assert_eq!(peak_rounds(kernel, 1), err);
+        }
+    }
+
+    /// Every int8 kernel the CPU has (through the `unsafe` calls of `int8_compute`)
+    /// gives the bits of the direct int8 kernel, lifting and group pairs, stride 1
+    /// and 2. Small enough for Miri.
+    #[test]
+    fn int8_every_available_kernel_matches_the_direct_kernel() {
+        use gconv_core::quant::{Multiplier, conv};
+        use gconv_core::{C4, ConvShape, D4, Domain};
+        let ms = [
+            Multiplier::from_real(0.01).unwrap(),
+            Multiplier::from_real(0.3).unwrap(),
+        ];
+        let requant = Requant {
+            input_zero_point: -9,
+            output_zero_point: 4,
+            multipliers: &ms,
+            relu: true,
+        };
+        for (lifting, stride) in [(true, 1), (false, 2)] {
+            let shape = ConvShape {
+                batch: 2,
+                in_channels: 2,
+                out_channels: 2,
+                height: 6,
+                width: 7,
+                kernel: 3,
+                stride,
+                padding: Padding::Same,
+            };
+            let domain = if lifting { Domain::Z2 } else { Domain::Group };
+            for geo in [
+                shape.geometry::<C4>(domain).unwrap(),
+                shape.geometry::<D4>(domain).unwrap(),
+            ] {
+                let x: Vec<i8> = (0..geo.input_len())
+                    .map(|i| (i * 37 % 251) as u8 as i8)
+                    .collect();
+                let w: Vec<i8> = (0..geo.weight_len())
+                    .map(|i| (i * 11 % 255) as i8)
+                    .collect();
+                let bias = [100, -2000];
+                let mut direct = vec![0i8; geo.output_len()];
+                let mut scratch = vec![0i32; conv::scratch_len_for(&geo).unwrap()];
+                conv::forward_geometry(
+                    &geo,
+                    &requant,
+                    &x,
+                    &w,
+                    Some(&bias),
+                    &mut direct,
+                    &mut scratch,
+                )
+                .unwrap();
+                for kernel in int8_available_kernels() {
+                    let plan = QFastPlan::from_geometry(&geo, kernel).unwrap();
+                    let mut prepared = vec![0; plan.prepared_weights_len()];
+                    plan.prepare_weights(&w, &mut prepared).unwrap();
+                    let mut out = vec![0x55i8; geo.output_len()];
+                    let mut scratch = vec![-1i32; plan.scratch_len()];
+                    int8_forward_images(
+                        &plan,
+                        &requant,
+                        &x,
+                        &prepared,
+                        Some(&bias),
+                        &mut out,
+                        &mut scratch,
+                    )
+                    .unwrap();
+                    assert_eq!(out, direct, "{kernel:?} {geo:?}");
+                }
+            }
+        }
+        for kernel in QKernel::ALL.into_iter().filter(|&k| !int8_cpu_has(k)) {
+            let geo = ConvShape {
+                batch: 1,
+                in_channels: 1,
+                out_channels: 2,
+                height: 4,
+                width: 4,
+                kernel: 3,
+                stride: 1,
+                padding: Padding::Same,
+            }
+            .geometry::<C4>(Domain::Z2)
+            .unwrap();
+            let plan = QFastPlan::from_geometry(&geo, kernel).unwrap();
+            let prepared = vec![0; plan.prepared_weights_len()];
+            let mut out = vec![0i8; geo.output_len()];
+            let mut scratch = vec![0i32; plan.scratch_len()];
+            let x = vec![0i8; geo.input_len()];
+            let err =
+                int8_forward_images(&plan, &requant, &x, &prepared, None, &mut out, &mut scratch);
+            assert_eq!(
+                err,
+                Err(Error::KernelNotCompiled {
+                    kernel: kernel.name()
+                })
+            );
         }
     }
 

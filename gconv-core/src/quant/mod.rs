@@ -22,6 +22,7 @@
 
 pub mod arith;
 pub mod conv;
+pub mod fast;
 pub mod layers;
 
 pub use arith::Multiplier;

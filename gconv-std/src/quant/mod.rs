@@ -3,7 +3,7 @@
 //! kernels and exactly equivariant. The kernels are gconv-core's
 //! [`gconv_core::quant`]; this module owns the weights and parameters, chains the
 //! quantization of one layer's output into the next layer's input, and loads, saves
-//! ([`file`]) and produces ([`ptq`], post-training quantization) int8 models.
+//! ([`file`](mod@file)) and produces ([`ptq`], post-training quantization) int8 models.
 
 pub mod file;
 pub mod ptq;

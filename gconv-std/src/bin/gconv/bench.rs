@@ -3,7 +3,7 @@
 //! ```text
 //! gconv bench --from z2|c4|d4 --to c4|d4 --cin C --cout C -k K --size H [--batch B]
 //!             [--threads T] [--iters N] [--stride S] [--padding valid|same|P|T,B,L,R]
-//!             [--path auto|direct|blocked|fast|fourier] [--seed S]
+//!             [--path auto|direct|blocked|fast|fourier] [--seed S] [--dtype f32|int8]
 //! ```
 //!
 //! The layer (seeded He-initialised weights), the seeded random input and the output
@@ -32,12 +32,30 @@
 //! keeps while running: one packed input image per thread for the fast path, one
 //! padded image and one pixel block's operands per thread for the Fourier path, one
 //! block of packed filters per thread for the blocked path, 0 for the direct path. Everything else goes to stderr.
+//!
+//! `--dtype int8` times the int8 convolution instead ([`gconv_core::quant`], TFLite
+//! arithmetic): seeded int8 weights in `[-127, 127]` with one scale per output
+//! G-channel, a seeded int8 input with zero point -3, an int32 bias, requantized to an
+//! int8 output with zero point 5 and a fused ReLU. `--path auto` and `fast` run the
+//! int8 fast path ([`gconv_core::quant::fast::QFastPlan`]; `auto` takes the direct
+//! path for kernels larger than its `MAX_KERNEL`), `direct` the direct int8 kernel.
+//! The line has the same keys plus `dtype=int8`: `gflops` counts every int8
+//! multiply-add of the geometry as 2 operations (so it is GOP/s, comparable with the
+//! f32 figure), `path` is `fast_<int8 kernel>` (`avx512_vnni`, `avx_vnni`,
+//! `avx2_madd` or `portable`, detected at run time: `GCONV_INT8_KERNEL` picks one,
+//! `GCONV_KERNEL=avx2_fma` caps the choice at `avx2_madd`, see
+//! [`gconv_std::fast::int8_kernel`]) or `direct`, `expand_ms` the weight preparation
+//! (expansion, packing, weight sums; best of 3) and `scratch_bytes` one packed input
+//! image per thread (int32 units). Threads split the batch by images when it has at
+//! least as many images as threads, else each image's output-plane tiles, on scoped
+//! threads started per call (their start-up is part of the time).
 
 use std::hint::black_box;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use gconv_std::gconv_core::{ConvShape, Domain};
+use gconv_std::gconv_core::quant::{self, Multiplier, Requant, conv, fast::QFastPlan};
+use gconv_std::gconv_core::{ConvGeometry, ConvShape, Domain};
 use gconv_std::parallel::forward_into_threads;
 use gconv_std::{AnyConv, C4, ConvPath, D4, Pair, Space, Tensor};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
@@ -119,6 +137,9 @@ pub struct Args {
         allow_hyphen_values = true
     )]
     seed: String,
+    /// Data type: f32, or int8 (TFLite int8 arithmetic; see the module docs).
+    #[arg(long, value_name = "f32|int8", default_value = "f32")]
+    dtype: String,
 }
 
 /// Runs `gconv bench`.
@@ -145,6 +166,12 @@ pub fn run(args: Args) -> crate::Outcome {
         .parse::<u64>()
         .map_err(|_| format!("--seed: {:?} is not an integer", args.seed))?;
 
+    let int8 = match args.dtype.trim() {
+        "f32" => false,
+        "int8" => true,
+        other => return Err(format!("--dtype: {other:?} is not f32 or int8")),
+    };
+
     // Validate the whole geometry (kernel fits, sizes fit in memory addresses) and
     // make sure the weights can be allocated before the layer is built.
     let conv_shape = ConvShape {
@@ -166,6 +193,18 @@ pub fn run(args: Args) -> crate::Outcome {
         _ => conv_shape.geometry::<C4>(domain),
     }
     .map_err(|e| format!("{} conv: {e}", pair.name()))?;
+    if int8 {
+        let bench = Int8Bench {
+            pair,
+            geometry: planned,
+            threads,
+            iters,
+            seed,
+            path: args.path.trim().to_string(),
+            padding: args.conv.padding.trim().to_string(),
+        };
+        return bench.run();
+    }
     drop(allocate(
         planned.weight_len().saturating_add(planned.bank_len()),
         "weights and expanded filter bank",
@@ -317,5 +356,295 @@ fn median_of_sorted(sorted: &[f64]) -> f64 {
         sorted[n / 2]
     } else {
         (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// `gconv bench --dtype int8`: one int8 layer, timed as the f32 one (see the module
+/// docs).
+struct Int8Bench {
+    pair: Pair,
+    geometry: ConvGeometry,
+    threads: usize,
+    iters: usize,
+    seed: u64,
+    path: String,
+    padding: String,
+}
+
+/// The int8 layer's operands, seeded.
+struct Int8Layer {
+    weight: Vec<i8>,
+    bias: Vec<i32>,
+    multipliers: Vec<Multiplier>,
+    input: Vec<i8>,
+}
+
+/// Input and output zero points of the benchmarked int8 layer.
+const INT8_ZERO_POINTS: (i32, i32) = (-3, 5);
+
+impl Int8Bench {
+    fn layer(&self) -> Result<Int8Layer, String> {
+        let g = &self.geometry;
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let weight: Vec<i8> = (0..g.weight_len())
+            .map(|_| rng.random_range(-127..=127))
+            .collect();
+        let bias = (0..g.out_channels())
+            .map(|_| rng.random_range(-5000..=5000))
+            .collect();
+        // Scales so that the outputs spread over the int8 range: input 1/64, weights
+        // about 1/(127 sqrt(terms)) per channel, output 1/16.
+        let terms = g.terms_per_output() as f32;
+        let multipliers = (0..g.out_channels())
+            .map(|o| {
+                let w_scale = (1.0 + 0.1 * (o % 7) as f32) / (127.0 * terms.sqrt());
+                Multiplier::for_product(1.0 / 64.0, w_scale, 1.0 / 16.0)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let mut rng = StdRng::seed_from_u64(self.seed.wrapping_add(1));
+        let mut input = Vec::new();
+        input.try_reserve_exact(g.input_len()).map_err(|_| {
+            format!(
+                "the input ({} values) is too large to allocate",
+                g.input_len()
+            )
+        })?;
+        input.extend((0..g.input_len()).map(|_| rng.random_range(-128..=127i8)));
+        Ok(Int8Layer {
+            weight,
+            bias,
+            multipliers,
+            input,
+        })
+    }
+
+    fn run(&self) -> crate::Outcome {
+        let g = self.geometry;
+        let layer = self.layer()?;
+        let requant = Requant {
+            input_zero_point: INT8_ZERO_POINTS.0,
+            output_zero_point: INT8_ZERO_POINTS.1,
+            multipliers: &layer.multipliers,
+            relu: true,
+        };
+        let fast = match self.path.as_str() {
+            "auto" => g.kernel() <= quant::fast::MAX_KERNEL,
+            "fast" => true,
+            "direct" => false,
+            other => return Err(format!("--path {other}: int8 takes auto, fast or direct")),
+        };
+        let mut out_buffer = vec![0i8; g.output_len().saturating_add(63)];
+        // Start the output on a 64-byte boundary, as for f32.
+        let offset = (out_buffer.as_ptr() as usize).wrapping_neg() % 64;
+        let output = &mut out_buffer[offset..offset + g.output_len()];
+        let (path_name, expand_ms, scratch_units, timing) = if fast {
+            let kernel = gconv_std::fast::int8_kernel();
+            let plan = QFastPlan::from_geometry(&g, kernel)
+                .map_err(|e| format!("{} int8 conv: {e}", self.pair.name()))?;
+            let mut prepared = vec![0i32; plan.prepared_weights_len()];
+            let mut best = f64::INFINITY;
+            for _ in 0..3 {
+                let t = Instant::now();
+                plan.prepare_weights(&layer.weight, &mut prepared)
+                    .map_err(|e| e.to_string())?;
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            let pieces = int8_pieces(&plan, self.threads);
+            let mut scratch = vec![vec![0i32; plan.scratch_len()]; pieces];
+            let timing = self.time(output, |out| {
+                int8_fast_threads(
+                    &plan,
+                    &requant,
+                    &layer.input,
+                    &prepared,
+                    &layer.bias,
+                    out,
+                    &mut scratch,
+                )
+            })?;
+            let name = format!("fast_{}", kernel.name());
+            (name, best * 1e3, plan.scratch_len() * timing.used, timing)
+        } else {
+            let len = conv::scratch_len_for(&g).map_err(|e| e.to_string())?;
+            let mut scratch = vec![0i32; len];
+            let timing = self.time(output, |out| {
+                conv::forward_geometry(
+                    &g,
+                    &requant,
+                    &layer.input,
+                    &layer.weight,
+                    Some(&layer.bias),
+                    out,
+                    &mut scratch,
+                )
+                .map(|()| 1)
+                .map_err(|e| e.to_string())
+            })?;
+            ("direct".to_string(), 0.0, len, timing)
+        };
+        let gflops = 2.0 * g.macs() as f64 / timing.median.max(1e-9) / 1e9;
+        println!(
+            "median_ms={:.6} min_ms={:.6} gflops={gflops:.4} threads={} path={path_name} \
+             expand_ms={expand_ms:.6} scratch_bytes={} dtype=int8",
+            timing.median * 1e3,
+            timing.min * 1e3,
+            timing.used,
+            scratch_units * size_of::<i32>()
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Warm-up and timed runs of `forward` (which returns the threads that had work),
+    /// as for f32.
+    fn time(
+        &self,
+        out: &mut [i8],
+        mut forward: impl FnMut(&mut [i8]) -> Result<usize, String>,
+    ) -> Result<Timing, String> {
+        eprintln!(
+            "gconv bench: {} int8 conv, input {:?} -> output {:?}, K = {}, stride {}, \
+             padding {}, {} MACs per forward",
+            self.pair.name(),
+            self.geometry.input_shape(),
+            self.geometry.output_shape(),
+            self.geometry.kernel(),
+            self.geometry.stride(),
+            self.padding,
+            self.geometry.macs()
+        );
+        let start = Instant::now();
+        let (mut used, mut warmup) = (1, 0);
+        while warmup < WARMUP_MIN_RUNS
+            || (start.elapsed() < WARMUP_MIN_TIME && warmup < WARMUP_MAX_RUNS)
+        {
+            used = forward(out)?;
+            black_box(&mut *out);
+            warmup += 1;
+        }
+        eprintln!(
+            "warm-up: {warmup} runs in {:.1} ms; timing {} runs on {used} thread{}",
+            start.elapsed().as_secs_f64() * 1e3,
+            self.iters,
+            if used == 1 { "" } else { "s" },
+        );
+        let mut times = Vec::with_capacity(self.iters);
+        for _ in 0..self.iters {
+            let t = Instant::now();
+            forward(black_box(&mut *out))?;
+            black_box(&mut *out);
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(Timing {
+            median: median_of_sorted(&times),
+            min: times[0],
+            used,
+        })
+    }
+}
+
+/// Median and minimum seconds per forward pass, and the threads that had work.
+struct Timing {
+    median: f64,
+    min: f64,
+    used: usize,
+}
+
+/// How many pieces `threads` threads split an int8 forward pass into: whole images
+/// when the batch has at least `threads` of them, else ranges of output-plane tiles
+/// of each image.
+fn int8_pieces(plan: &QFastPlan, threads: usize) -> usize {
+    let threads = threads.max(1);
+    let batch = plan.geometry().batch();
+    if batch >= threads {
+        batch.div_ceil(batch.div_ceil(threads)).max(1)
+    } else {
+        let tiles = plan.plane_tiles().max(1);
+        tiles.div_ceil(tiles.div_ceil(threads))
+    }
+}
+
+/// One int8 fast forward pass split into `scratch.len()` pieces (see
+/// [`int8_pieces`]), piece 0 on the calling thread, the others on scoped threads,
+/// each with its own scratch (in the tile split, the image is packed once into
+/// `scratch[0]` and shared). Returns the number of pieces. The output is bitwise
+/// the same for every split: each tile is computed by the same code from the same
+/// packed input.
+fn int8_fast_threads(
+    plan: &QFastPlan,
+    requant: &Requant<'_>,
+    input: &[i8],
+    prepared: &[i32],
+    bias: &[i32],
+    output: &mut [i8],
+    scratch: &mut [Vec<i32>],
+) -> Result<usize, String> {
+    use gconv_std::fast::{int8_compute, int8_forward_images};
+    let pieces = scratch.len().max(1);
+    let batch = plan.geometry().batch();
+    let (in_len, out_len) = (plan.image_input_len(), plan.image_output_len());
+    let bias = Some(bias);
+    let err = |e: gconv_std::gconv_core::Error| e.to_string();
+    if pieces == 1 || batch >= pieces {
+        let per = batch.div_ceil(pieces).max(1);
+        std::thread::scope(|s| {
+            let mut work = input
+                .chunks(per * in_len)
+                .zip(output.chunks_mut(per * out_len))
+                .zip(scratch.iter_mut());
+            let first = work.next();
+            let handles: Vec<_> = work
+                .map(|((x, y), sc)| {
+                    s.spawn(move || int8_forward_images(plan, requant, x, prepared, bias, y, sc))
+                })
+                .collect();
+            if let Some(((x, y), sc)) = first {
+                int8_forward_images(plan, requant, x, prepared, bias, y, sc).map_err(err)?;
+            }
+            for h in handles {
+                h.join()
+                    .map_err(|_| "a thread panicked".to_string())?
+                    .map_err(err)?;
+            }
+            Ok(pieces.min(batch.max(1)))
+        })
+    } else {
+        let tiles = plan.plane_tiles();
+        let per = tiles.div_ceil(pieces).max(1);
+        let tile_len = out_len / tiles.max(1);
+        let (packed, _) = scratch.split_first_mut().ok_or("no scratch")?;
+        for (image, out) in input
+            .chunks_exact(in_len)
+            .zip(output.chunks_exact_mut(out_len))
+        {
+            plan.pack_input(requant.input_zero_point, image, packed)
+                .map_err(err)?;
+            let packed = &*packed;
+            std::thread::scope(|s| {
+                let mut parts = out.chunks_mut(per * tile_len).enumerate();
+                let first = parts.next();
+                let range = |i: usize, part: &[i8]| i * per..i * per + part.len() / tile_len;
+                let handles: Vec<_> = parts
+                    .map(|(i, part)| {
+                        let r = range(i, part);
+                        s.spawn(move || {
+                            int8_compute(plan, requant, packed, prepared, bias, part, r)
+                        })
+                    })
+                    .collect();
+                if let Some((i, part)) = first {
+                    let r = range(i, part);
+                    int8_compute(plan, requant, packed, prepared, bias, part, r).map_err(err)?;
+                }
+                for h in handles {
+                    h.join()
+                        .map_err(|_| "a thread panicked".to_string())?
+                        .map_err(err)?;
+                }
+                Ok::<(), String>(())
+            })?;
+        }
+        Ok(tiles.div_ceil(per))
     }
 }

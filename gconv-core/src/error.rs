@@ -148,6 +148,12 @@ pub enum Error {
     /// rescale) that is not finite and positive or is `2^30` or more, which TFLite's
     /// fixed-point multiplier cannot represent.
     EffectiveScaleOutOfRange,
+    /// A model layer does not take the feature it is given (channels, Z2 or group
+    /// map, map or vector, number of features).
+    LayerInput,
+    /// A model layer breaks the equivariance rule on its input (see
+    /// [`crate::equivariance`]) and the model was not built to accept that.
+    BreaksEquivariance,
 }
 
 impl fmt::Display for QuantTensor {
@@ -269,6 +275,15 @@ impl fmt::Display for Error {
             Error::EffectiveScaleOutOfRange => f.write_str(
                 "the effective scale input_scale * weight_scale / output_scale must be \
                  finite, positive and below 2^30",
+            ),
+            Error::LayerInput => f.write_str(
+                "the layer does not take the feature it is given (channels, Z2 or group map, \
+                 map or vector, or number of features differ)",
+            ),
+            Error::BreaksEquivariance => f.write_str(
+                "the layer breaks the equivariance rule on its input (CONVENTIONS.md, \"When a \
+                 layer is exactly equivariant\"); build the model accepting non-equivariant \
+                 layers to run it anyway",
             ),
             Error::SizeOverflow => {
                 f.write_str("a buffer size computed from the shape overflows usize")

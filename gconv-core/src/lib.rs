@@ -62,6 +62,7 @@ pub mod fast;
 pub mod fourier;
 pub mod group;
 pub mod layers;
+pub mod model;
 pub mod plan;
 pub mod pool;
 pub mod quant;

@@ -25,6 +25,7 @@
 
 pub mod any;
 pub mod error;
+pub mod export;
 pub mod fast;
 pub mod fourier;
 pub mod import;

@@ -92,6 +92,22 @@ impl Multiplier {
         )
     }
 
+    /// A multiplier from its two parts, as [`Multiplier::from_real`] produces them (for
+    /// generated code: `gconv export` writes the parts of each layer's multipliers).
+    ///
+    /// # Errors
+    /// [`Error::EffectiveScaleOutOfRange`] unless `multiplier` is in `[2^30, 2^31)`
+    /// with `shift` in `-31..=30`, or both are 0.
+    pub const fn from_parts(multiplier: i32, shift: i32) -> Result<Multiplier, Error> {
+        let zero = multiplier == 0 && shift == 0;
+        let normal = multiplier >= 1 << 30 && shift >= -31 && shift <= MAX_LEFT_SHIFT;
+        if zero || normal {
+            Ok(Multiplier { multiplier, shift })
+        } else {
+            Err(Error::EffectiveScaleOutOfRange)
+        }
+    }
+
     /// The significand, in `[2^30, 2^31)` or 0.
     pub const fn multiplier(self) -> i32 {
         self.multiplier
@@ -191,6 +207,20 @@ mod tests {
         assert_eq!(Multiplier::from_real(1.0).unwrap(), Multiplier::ONE);
         for x in [-(1 << 30), -7, 0, 7, (1 << 30) - 1] {
             assert_eq!(Multiplier::ONE.apply(x), x);
+        }
+    }
+
+    #[test]
+    fn parts_round_trip() {
+        for r in [1e-12, 0.75, 1.0, 3.3e-5, 1e8] {
+            let m = Multiplier::from_real(r).unwrap();
+            assert_eq!(Multiplier::from_parts(m.multiplier(), m.shift()), Ok(m));
+        }
+        for (m, s) in [(1 << 29, 0), (1 << 30, 31), (1 << 30, -32), (0, 1), (-5, 0)] {
+            assert_eq!(
+                Multiplier::from_parts(m, s),
+                Err(Error::EffectiveScaleOutOfRange)
+            );
         }
     }
 

@@ -477,6 +477,10 @@ impl QDense {
     pub fn output_params(&self) -> QuantParams {
         self.output
     }
+    /// The requantization (LiteRT's reference form).
+    pub fn scale(&self) -> DenseScale {
+        self.scale
+    }
 
     /// Runs the layer on `(N, ...)` flattened to `(N, in_features)`.
     ///

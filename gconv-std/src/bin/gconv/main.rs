@@ -1,7 +1,7 @@
 //! The `gconv` command: run, check and measure G-conv layers on `.npy` files.
 //!
 //! Subcommands (the interface is a contract for scripts: extend, don't rename):
-//! `demo`, `forward`, `check`, `params`, `bench`, `peak`, `run`, `quantize`. Each lives in its own module with
+//! `demo`, `forward`, `check`, `params`, `bench`, `peak`, `run`, `quantize`, `export`. Each lives in its own module with
 //! its clap `Args` and a `run` function.
 //!
 //! Exit status: 0 on success; 1 when `check` finds that the equivariance rule and the
@@ -13,6 +13,7 @@ mod bench;
 mod check;
 mod demo;
 mod digits;
+mod export;
 mod forward;
 mod forward_int8;
 mod params;
@@ -54,6 +55,8 @@ enum Command {
     Run(run::Args),
     /// Post-training quantization: a float model + a calibration batch -> an int8 model.
     Quantize(quantize::Args),
+    /// A model file to Rust source for firmware (static weights, checked layer list).
+    Export(export::Args),
 }
 
 /// What a subcommand returns: its exit status, or a one-line error (exit 2).
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Peak(a) => peak::run(a),
         Command::Run(a) => run::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Export(a) => export::run(a),
     };
     match outcome {
         Ok(code) => code,

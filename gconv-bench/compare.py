@@ -37,6 +37,19 @@ Shape groups (--shapes): a) C4->C4 10->10 k3 28x28, batch 1 and 32; b) Z2->C4 li
 3->16 and 1->16, k3 and k5, 32x32 and 224x224; c) D4->D4 16->16 k3 32x32, batch 1 and 32;
 d) C4->C4 64->64 k3 56x56 on 1 and on 2 threads; e) C4->C4 4->4 k3 16x16.
 
+With `--dtype int8` every shape is timed in int8 instead: PyTorch's quantized convolution
+(`torch.ao.nn.intrinsic.quantized.ConvReLU2d`, fused ReLU, on the fbgemm engine:
+`torch.backends.quantized.engine = 'fbgemm'`; per-output-channel qint8 weights, a
+per-tensor quint8 input and output, int32 bias) in two layouts, NCHW and channels_last,
+keeping the best median, against `gconv bench --dtype int8` (the int8 fast path with the
+best int8 kernel the CPU has, also with a fused ReLU; `GCONV_INT8_KERNEL` or
+`GCONV_KERNEL=avx2_fma` in the environment choose another kernel). The same warm-up and
+median method, threads and shapes as the f32 rows; GOP/s count an int8 multiply-add as
+2 operations. The f32 behaviour is unchanged without `--dtype`; `--update-readme`
+writes the f32 block only.
+
+    python3 gconv-bench/compare.py --dtype int8      # int8 table, every shape
+
 The ratio column is PyTorch ms / gconv ms: >= 1.0 means gconv is at least as fast.
 gconv is built once with `cargo build --release --bin gconv` (CARGO_TARGET_DIR is
 respected). Exit status 0 on success, 1 with a one-line message when the build or a
@@ -325,13 +338,51 @@ def torch_layouts(s):
     return layouts, note
 
 
-def time_torch(s, budget, quick):
+def torch_int8_layouts(s):
+    """{layout name: zero-argument forward} of PyTorch's quantized convolution for shape
+    `s` (fbgemm engine, per-channel qint8 weights, quint8 activations, fused ReLU), and
+    a note (str or None). The expanded bank's planes of one G-channel share a weight
+    scale, as in gconv."""
+    import torch
+    import torch.ao.nn.intrinsic.quantized as nniq
+
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        raise Failure("torch has no fbgemm quantized engine on this machine")
+    torch.backends.quantized.engine = "fbgemm"
+    in_ch = s["cin"] * PLANES[s["from"]]
+    nto = PLANES[s["to"]]
+    out_ch = s["cout"] * nto
+    k, pad = s["k"], s["k"] // 2
+    generator = torch.Generator().manual_seed(2016)
+    x = torch.rand(s["batch"], in_ch, s["size"], s["size"], generator=generator) * 2 - 1
+    w = torch.randn(out_ch, in_ch, k, k, generator=generator) * (2.0 / (in_ch * k * k)) ** 0.5
+    b = torch.randn(out_ch, generator=generator) * 0.1
+    # One weight scale per G-channel (max |w| over its planes / 127), zero point 0.
+    per_channel = w.abs().reshape(s["cout"], -1).amax(dim=1).clamp_min(1e-8) / 127.0
+    w_scales = per_channel.repeat_interleave(nto).double()
+    qw = torch.quantize_per_channel(
+        w, w_scales, torch.zeros(out_ch, dtype=torch.long), axis=0, dtype=torch.qint8
+    )
+    conv = nniq.ConvReLU2d(in_ch, out_ch, k, padding=pad, bias=True)
+    conv.set_weight_bias(qw, b)
+    conv.scale = 1.0 / 16.0
+    conv.zero_point = 133
+    # Input scale 1/64, zero point 125 (gconv's -3 plus 128).
+    xq = torch.quantize_per_tensor(x, 1.0 / 64.0, 125, torch.quint8)
+    xq_cl = xq.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        conv(xq)  # fail here, not while timing
+    layouts = {"nchw": lambda: conv(xq), "channels_last": lambda: conv(xq_cl)}
+    return layouts, None
+
+
+def time_torch(s, budget, quick, dtype="f32"):
     """Best median over the layouts: (ms, layout, {layout: ms}, mkldnn note)."""
     import torch
 
     warmup_s, per_layout_s, _ = budget
     torch.set_num_threads(s["threads"])
-    layouts, note = torch_layouts(s)
+    layouts, note = torch_int8_layouts(s) if dtype == "int8" else torch_layouts(s)
     medians = {}
     with torch.no_grad():
         for name, fn in layouts.items():
@@ -341,7 +392,7 @@ def time_torch(s, budget, quick):
     return medians[best], best, medians, note
 
 
-def run_gconv_bench(binary, s, iters, gconv_path):
+def run_gconv_bench(binary, s, iters, gconv_path, dtype="f32"):
     """One `gconv bench` run; its result line as a {key: value} dict."""
     command = [
         binary,
@@ -359,6 +410,8 @@ def run_gconv_bench(binary, s, iters, gconv_path):
     ]  # fmt: skip
     if gconv_path:
         command += ["--path", gconv_path]
+    if dtype != "f32":
+        command += ["--dtype", dtype]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         # The line that says what went wrong: clap's "error: ..." line, else the last one.
@@ -391,7 +444,7 @@ def parse_bench_line(stdout):
     return fields
 
 
-def time_gconv(binary, s, budget, quick, gconv_path, estimate_ms=None):
+def time_gconv(binary, s, budget, quick, gconv_path, estimate_ms=None, dtype="f32"):
     """`gconv bench` with enough --iters for the budget: (fields, estimate_ms).
     Without an estimate, a one-run probe (after gconv's own warm-up) gives one."""
     _, _, gconv_s = budget
@@ -399,9 +452,9 @@ def time_gconv(binary, s, budget, quick, gconv_path, estimate_ms=None):
         iters = QUICK_GCONV_ITERS
     else:
         if estimate_ms is None:
-            estimate_ms = float(run_gconv_bench(binary, s, 1, gconv_path)["median_ms"])
+            estimate_ms = float(run_gconv_bench(binary, s, 1, gconv_path, dtype)["median_ms"])
         iters = max(MIN_RUNS, min(MAX_RUNS, int(gconv_s * 1e3 / max(estimate_ms, 1e-6))))
-    fields = run_gconv_bench(binary, s, iters, gconv_path)
+    fields = run_gconv_bench(binary, s, iters, gconv_path, dtype)
     return fields, float(fields["median_ms"])
 
 
@@ -409,7 +462,7 @@ def time_gconv(binary, s, budget, quick, gconv_path, estimate_ms=None):
 # Running and reporting
 
 
-def run_shape(binary, s, budget, quick, repeat, gconv_path, also_paths=()):
+def run_shape(binary, s, budget, quick, repeat, gconv_path, also_paths=(), dtype="f32"):
     """Torch then gconv, then gconv on each of `also_paths`, `repeat` times; the best
     median of each."""
     best_torch = None
@@ -419,12 +472,14 @@ def run_shape(binary, s, budget, quick, repeat, gconv_path, also_paths=()):
     estimate_ms = None
     estimates = {}
     for _ in range(repeat):
-        torch_ms, layout, medians, note = time_torch(s, budget, quick)
+        torch_ms, layout, medians, note = time_torch(s, budget, quick, dtype)
         if note:
             notes.add(note)
         if best_torch is None or torch_ms < best_torch["ms"]:
             best_torch = {"ms": torch_ms, "layout": layout, "medians": medians}
-        fields, estimate_ms = time_gconv(binary, s, budget, quick, gconv_path, estimate_ms)
+        fields, estimate_ms = time_gconv(
+            binary, s, budget, quick, gconv_path, estimate_ms, dtype
+        )
         if best_gconv is None or float(fields["median_ms"]) < best_gconv["ms"]:
             best_gconv = {
                 "ms": float(fields["median_ms"]),
@@ -435,7 +490,7 @@ def run_shape(binary, s, budget, quick, repeat, gconv_path, also_paths=()):
             }
         for path in also_paths:
             fields, estimates[path] = time_gconv(
-                binary, s, budget, quick, path, estimates.get(path)
+                binary, s, budget, quick, path, estimates.get(path), dtype
             )
             ms = float(fields["median_ms"])
             if path not in others or ms < others[path]["ms"]:
@@ -460,7 +515,7 @@ def row_cells(result, peak_gflops):
     for path in ALSO_PATHS:
         other = result["others"][path]
         extra += [f"{other['ms']:.3f} ({other['path']})", f"{other['ms'] / g['ms']:.2f}"]
-    return [
+    cells = [
         s["label"],
         str(s["batch"]),
         threads,
@@ -468,8 +523,10 @@ def row_cells(result, peak_gflops):
         f"{g['ms']:.3f} ({g['path']})",
         f"{result['ratio']:.2f}",
         f"{g['gflops']:.1f}",
-        f"{100.0 * g['gflops'] / (peak_gflops * s['threads']):.0f}%",
-    ] + extra
+    ]
+    if DTYPE[0] == "f32":
+        cells.append(f"{100.0 * g['gflops'] / (peak_gflops * s['threads']):.0f}%")
+    return cells + extra
 
 
 def headers():
@@ -477,7 +534,21 @@ def headers():
     extra = []
     for path in ALSO_PATHS:
         extra += [f"gconv --path {path} ms", f"{path}/gconv"]
-    return HEADERS + extra
+    return (INT8_HEADERS if DTYPE[0] == "int8" else HEADERS) + extra
+
+
+# The data type of this run (set in main): "f32" or "int8".
+DTYPE = ["f32"]
+
+INT8_HEADERS = [
+    "layer",
+    "batch",
+    "threads",
+    "PyTorch int8 ms (fbgemm, best layout)",
+    "gconv int8 ms (path)",
+    "PyTorch/gconv",
+    "gconv GOP/s",
+]
 
 
 # The `--also-paths` of this run (set in main).
@@ -501,6 +572,12 @@ def machine_line(peak_gflops, results):
     import torch
 
     paths = sorted({r["gconv"]["path"] for r in results})
+    if DTYPE[0] == "int8":
+        return (
+            f"{cpu_model()}, {os.cpu_count()} logical CPUs; torch {torch.__version__} "
+            f"(quantized engine {torch.backends.quantized.engine}); "
+            f"gconv {git_revision()}, int8 path {'/'.join(paths)}"
+        )
     return (
         f"{cpu_model()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}; "
         f"gconv {git_revision()}, path {'/'.join(paths)}; "
@@ -624,6 +701,12 @@ def parse_args():
     )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument(
+        "--dtype",
+        default="f32",
+        choices=("f32", "int8"),
+        help="f32 (F.conv2d, the default) or int8 (torch's quantized conv on fbgemm)",
+    )
+    parser.add_argument(
         "--update-readme", action="store_true", help="rewrite the README.md compare block"
     )
     args = parser.parse_args()
@@ -633,6 +716,10 @@ def parse_args():
     for p in args.also_paths:
         if p not in ("auto", "direct", "fast", "fourier"):
             parser.error(f"--also-paths: unknown path {p!r}: use direct, fast, fourier or auto")
+        if args.dtype == "int8" and p == "fourier":
+            parser.error("--also-paths: int8 has the paths auto, fast and direct")
+    if args.dtype == "int8" and args.update_readme:
+        parser.error("--update-readme writes the f32 block; run it without --dtype int8")
     return args
 
 
@@ -641,20 +728,31 @@ def main():
     try:
         shapes = select_shapes(args.shapes)
         ALSO_PATHS[:] = args.also_paths
+        DTYPE[0] = args.dtype
         ensure_torch()
         binary = build_gconv()
         budget = QUICK_BUDGET if args.quick else FULL_BUDGET
 
-        SGEMM[0] = measure_sgemm()
-        peak_gflops = measure_peak(binary)
-        print(
-            f"compare.py: FMA peak {peak_gflops:.1f} GFLOP/s, torch sgemm {SGEMM[0]:.1f} GFLOP/s",
-            file=sys.stderr,
-        )
+        peak_gflops = None
+        if args.dtype == "f32":
+            SGEMM[0] = measure_sgemm()
+            peak_gflops = measure_peak(binary)
+            print(
+                f"compare.py: FMA peak {peak_gflops:.1f} GFLOP/s, "
+                f"torch sgemm {SGEMM[0]:.1f} GFLOP/s",
+                file=sys.stderr,
+            )
         results = []
         for s in shapes:
             result = run_shape(
-                binary, s, budget, args.quick, args.repeat, args.gconv_path, args.also_paths
+                binary,
+                s,
+                budget,
+                args.quick,
+                args.repeat,
+                args.gconv_path,
+                args.also_paths,
+                args.dtype,
             )
             medians = ", ".join(f"{k} {v:.3f}" for k, v in result["torch"]["medians"].items())
             print(

@@ -7,7 +7,13 @@
 # * gconv-std `fast::compute`: the calls after run-time detection;
 # * gconv-core `fourier::butterfly_run`: the transforms' unchecked vector loop;
 # * gconv-std `fourier::forward`: the calls of the Fourier path's AVX2+FMA and
-#   AVX-512 entry points after run-time detection.
+#   AVX-512 entry points after run-time detection;
+# * gconv-core `quant::fast::QFastPlan::compute` and gconv-std `fast::int8_compute`:
+#   the calls of the int8 kernels (AVX2 `vpmaddwd`, AVX-VNNI and AVX-512 VNNI
+#   `vpdpbusd`), in a second build with the VNNI features enabled. `avx512vl` is
+#   enabled there too because Miri takes the AVX-VNNI intrinsic
+#   (`_mm256_dpbusd_avx_epi32`, LLVM's `vpdpbusd.256`) for its AVX-512VL twin and
+#   refuses it without that feature.
 #
 # Miri is an interpreter (about 10^4 times slower), so it runs the small cases
 # (`fast::` and `fourier::` tests); the large grids run natively in `cargo test`.
@@ -30,3 +36,9 @@ cargo +nightly miri test -p gconv-core --lib fast::
 cargo +nightly miri test -p gconv-std --lib fast::
 cargo +nightly miri test -p gconv-core --lib fourier::
 cargo +nightly miri test -p gconv-std --lib fourier::
+
+# The int8 kernels, with the VNNI features (a build of its own: other flags).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR%/miri-avx2}/miri-int8"
+export RUSTFLAGS="-C target-feature=+avx2,+fma,+avx512f,+avx512vl,+avx512vnni,+avxvnni"
+cargo +nightly miri test -p gconv-core --lib quant::fast::
+cargo +nightly miri test -p gconv-std --lib fast::tests::int8

@@ -41,12 +41,13 @@
 //! # Ok::<(), gconv_core::Error>(())
 //! ```
 #![no_std]
-// `unsafe` only in `fast::FastPlan::compute` and `fourier::FourierPlan::forward_image`
-// (the calls of the AVX2+FMA and AVX-512 kernels, safe `#[target_feature]` functions,
-// in builds that enable those features at compile time), `fourier::butterfly_run` (the
-// transforms' vector loop, bounds checked once per run) and the lifting kernel's
-// stores (`fourier::lifting`, output rows checked once per row). Tested under Miri
-// (`scripts/miri.sh`). On Arm builds with an FPU, also in `blocked::tile::arm` (the
+// `unsafe` only in `fast::FastPlan::compute`, `fourier::FourierPlan::forward_image` and
+// `quant::fast::QFastPlan::compute` (the calls of the AVX2+FMA and AVX-512 kernels and
+// of the int8 AVX2, AVX-VNNI and AVX-512 VNNI kernels, safe `#[target_feature]`
+// functions, in builds that enable those features at compile time),
+// `fourier::butterfly_run` (the transforms' vector loop, bounds checked once per run)
+// and the lifting kernel's stores (`fourier::lifting`, output rows checked once per
+// row). Tested under Miri (`scripts/miri.sh`). On Arm builds with an FPU, also in `blocked::tile::arm` (the
 // `asm!` tiles of the blocked path, read and write ranges checked once per strip or
 // column before the loop): Miri cannot run Arm assembly, so their portable twins are
 // what the host tests and Miri run, and the firmware (`scripts/cortex-m4.sh`) checks

@@ -29,7 +29,7 @@ use crate::pool::PoolKind;
 use crate::quant::{QLayer as StdQLayer, QModel};
 
 /// The group of a model: the target of its convolutions (all the same).
-fn group_of<'a>(targets: impl Iterator<Item = Space>) -> Result<Space, Error> {
+fn group_of(targets: impl Iterator<Item = Space>) -> Result<Space, Error> {
     let mut group = None;
     for (i, t) in targets.enumerate() {
         match group {

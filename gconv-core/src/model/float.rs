@@ -190,7 +190,7 @@ impl<'a, G: Group> Model<'a, G> {
         layers: &'a [Layer<'a>],
         accept_non_equivariant: bool,
     ) -> Result<Self, LayerError> {
-        let input_len = match input.len::<G>() {
+        let input_len = match input.values::<G>() {
             Some(n) => n,
             None => {
                 return Err(LayerError {
@@ -225,7 +225,7 @@ impl<'a, G: Group> Model<'a, G> {
                         });
                     }
                 };
-            let len = match next.len::<G>() {
+            let len = match next.values::<G>() {
                 Some(n) => n,
                 None => {
                     return Err(LayerError {
@@ -299,7 +299,7 @@ impl<'a, G: Group> Model<'a, G> {
                 error,
             };
             let (out, _) = infer::<G>(layer.kind(), feature, Dtype::F32, true).map_err(at)?;
-            let out_len = out.len::<G>().ok_or(at(Error::SizeOverflow))?;
+            let out_len = out.values::<G>().ok_or(at(Error::SizeOverflow))?;
             let (Some(x), Some(y)) = (cur.get_mut(..len), next.get_mut(..out_len)) else {
                 return Err(at(Error::SizeOverflow));
             };

@@ -197,7 +197,7 @@ impl<'a, G: Group> QModel<'a, G> {
         if let Err(error) = check_zero_point_const(input_params.zero_point) {
             return Err(LayerError { layer: 0, error });
         }
-        let input_len = match input.len::<G>() {
+        let input_len = match input.values::<G>() {
             Some(n) => n,
             None => {
                 return Err(LayerError {
@@ -236,7 +236,7 @@ impl<'a, G: Group> QModel<'a, G> {
                         });
                     }
                 };
-            let len = match next.len::<G>() {
+            let len = match next.values::<G>() {
                 Some(n) => n,
                 None => {
                     return Err(LayerError {
@@ -355,7 +355,7 @@ impl<'a, G: Group> QModel<'a, G> {
                 error,
             };
             let (out, _) = infer::<G>(layer.kind(), feature, Dtype::Int8, true).map_err(at)?;
-            let out_len = out.len::<G>().ok_or(at(Error::SizeOverflow))?;
+            let out_len = out.values::<G>().ok_or(at(Error::SizeOverflow))?;
             let (Some(x), Some(y)) = (cur.get_mut(..len), next.get_mut(..out_len)) else {
                 return Err(at(Error::SizeOverflow));
             };

@@ -45,7 +45,7 @@ pub enum Feature {
 
 impl Feature {
     /// The number of values, or `None` on overflow.
-    pub const fn len<G: Group>(&self) -> Option<usize> {
+    pub const fn values<G: Group>(&self) -> Option<usize> {
         match *self {
             Feature::Map {
                 domain,
@@ -280,7 +280,7 @@ pub(crate) const fn infer<G: Group>(
         Kind::Dense {
             in_features,
             out_features,
-        } => match input.len::<G>() {
+        } => match input.values::<G>() {
             Some(n) if n == in_features && out_features > 0 => {
                 Ok((Feature::Vector(out_features), 0))
             }

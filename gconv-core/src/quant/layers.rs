@@ -300,7 +300,11 @@ pub fn dense(
     }
     let len = |a: usize, b: usize| checked_product(&[a, b]).ok_or(Error::SizeOverflow);
     check_len(Buffer::Input, input.len(), len(batch, in_features)?)?;
-    check_len(Buffer::Weight, weight.len(), len(out_features, in_features)?)?;
+    check_len(
+        Buffer::Weight,
+        weight.len(),
+        len(out_features, in_features)?,
+    )?;
     if let Some(b) = bias {
         check_len(Buffer::Bias, b.len(), out_features)?;
     }
@@ -320,11 +324,7 @@ pub fn dense(
             let acc = row.iter().zip(x).fold(b, |acc, (&wv, &xv)| {
                 acc.wrapping_add(i32::from(wv) * (i32::from(xv) - zp_in))
             });
-            *out = quant
-                .scale
-                .apply(acc)
-                .saturating_add(zp_out)
-                .clamp(lo, hi) as i8;
+            *out = quant.scale.apply(acc).saturating_add(zp_out).clamp(lo, hi) as i8;
         }
     }
     Ok(())

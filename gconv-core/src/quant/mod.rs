@@ -17,7 +17,9 @@
 //!   `max(zp_out, -128)` for a fused ReLU, and `M[c]` the fixed-point form of
 //!   `input_scale * weight_scale[c] / output_scale` ([`Multiplier::for_product`]).
 //!
-//! Modules: [`arith`] (multiplier, rounding), [`conv`] (the four convolutions),
+//! Modules: [`arith`] (multiplier, rounding), [`conv`] (the four convolutions, the
+//! plain kernel every other one must equal bit for bit), [`fast`] (the host's int8
+//! micro-kernels: AVX2 `vpmaddwd`, AVX-512 VNNI and AVX-VNNI `vpdpbusd`, portable),
 //! [`layers`] (pooling, group pooling, global average pooling, dense, ReLU).
 
 pub mod arith;

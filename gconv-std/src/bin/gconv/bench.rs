@@ -464,7 +464,14 @@ impl Int8Bench {
                 )
             })?;
             let name = format!("fast_{}", kernel.name());
-            (name, best * 1e3, plan.scratch_len() * timing.used, timing)
+            // One packed image per thread when whole images are shared out, else one
+            // packed image shared by the threads.
+            let buffers = if g.batch() >= timing.used {
+                timing.used
+            } else {
+                1
+            };
+            (name, best * 1e3, plan.scratch_len() * buffers, timing)
         } else {
             let len = conv::scratch_len_for(&g).map_err(|e| e.to_string())?;
             let mut scratch = vec![0i32; len];

@@ -23,11 +23,7 @@
 #![no_std]
 #![no_main]
 
-use core::sync::atomic::{AtomicU32, Ordering};
-
-use cortex_m::peripheral::SYST;
-use cortex_m::peripheral::syst::SystClkSource;
-use cortex_m_rt::{entry, exception};
+use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use gconv_core::conv::{group, lifting};
 use gconv_core::fast::Kernel;
@@ -57,7 +53,10 @@ mod data {
     include!(concat!(env!("OUT_DIR"), "/data.rs"));
 }
 
+mod harness;
 mod shapes;
+
+use harness::{ICOUNT_SHIFT, instructions, now, paint_stack, stack_high_water};
 
 const H: usize = 8;
 const W: usize = 8;
@@ -71,10 +70,6 @@ const PLANE: usize = H * W;
 /// relative, so 1e-4 leaves room for a target that legitimately sums in another order
 /// while any indexing or layout error (an O(1) relative change) fails.
 const REL_TOL: f32 = 1e-4;
-
-/// QEMU `-icount shift=N` the script uses: each instruction is 2^N ns; SysTick (core
-/// clock) runs at 25 MHz in mps2-an386, i.e. 40 ns per tick.
-const ICOUNT_SHIFT: u32 = 6;
 
 const LIFT: ConvShape = ConvShape {
     batch: 1,
@@ -133,30 +128,6 @@ const SHAPE_OUT_LEN: usize = 10 * 8 * 28 * 28;
 /// Scratch for the measurements (2 MiB): room for the direct path's bank and the
 /// Fourier path's weights and blocks. Each line reports what its path uses.
 const SHAPE_SCRATCH_LEN: usize = 512 * 1024;
-
-// ---------------------------------------------------------------- timing (SysTick)
-
-static WRAPS: AtomicU32 = AtomicU32::new(0);
-
-#[exception]
-fn SysTick() {
-    WRAPS.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Ticks since the counter started, extended past 24 bits by the wrap count.
-fn now() -> u64 {
-    loop {
-        let w = WRAPS.load(Ordering::Relaxed);
-        let c = SYST::get_current();
-        if WRAPS.load(Ordering::Relaxed) == w {
-            return ((w as u64) << 24) + (0x00FF_FFFF - c as u64);
-        }
-    }
-}
-
-fn instructions(ticks: u64) -> u64 {
-    ticks * 40 / (1 << ICOUNT_SHIFT)
-}
 
 /// One timed step.
 #[derive(Clone, Copy)]
@@ -339,48 +310,6 @@ fn check<G: Group>(name: &str, wt: &Weights, buf: &mut Buffers) -> bool {
     ok
 }
 
-// ---------------------------------------------------------------- stack high-water mark
-
-const PAINT: u32 = 0xDEAD_BEEF;
-/// How far below the current stack pointer the stack is painted.
-const PAINT_BYTES: usize = 64 * 1024;
-
-unsafe extern "C" {
-    static _stack_start: u32;
-    static __sheap: u32;
-}
-
-fn paint_bounds() -> (usize, usize) {
-    let top = &raw const _stack_start as usize;
-    let heap = &raw const __sheap as usize;
-    (heap.max(top - PAINT_BYTES), top)
-}
-
-/// Paints the stack from `PAINT_BYTES` below its top up to 64 bytes below the current SP.
-#[inline(never)]
-fn paint_stack() {
-    let (lo, _) = paint_bounds();
-    let sp = cortex_m::register::msp::read() as usize - 64;
-    let mut p = lo;
-    while p < sp {
-        // SAFETY: [lo, sp) is RAM between the end of the statics and the live stack,
-        // unused by anything; word aligned.
-        unsafe { (p as *mut u32).write_volatile(PAINT) };
-        p += 4;
-    }
-}
-
-/// Bytes of stack ever used since `paint_stack` (the lowest overwritten word).
-fn stack_high_water() -> usize {
-    let (lo, top) = paint_bounds();
-    let mut p = lo;
-    // SAFETY: reads of RAM words in [lo, top), word aligned.
-    while p < top && unsafe { (p as *const u32).read_volatile() } == PAINT {
-        p += 4;
-    }
-    top - p
-}
-
 // ---------------------------------------------------------------- entry
 
 #[entry]
@@ -394,11 +323,7 @@ fn main() -> ! {
 
     paint_stack();
     let mut cp = cortex_m::Peripherals::take().unwrap();
-    cp.SYST.set_clock_source(SystClkSource::Core);
-    cp.SYST.set_reload(0x00FF_FFFF);
-    cp.SYST.clear_current();
-    cp.SYST.enable_interrupt();
-    cp.SYST.enable_counter();
+    harness::start_timer(&mut cp.SYST);
 
     let mut buf = Buffers {
         a: ACT_A,

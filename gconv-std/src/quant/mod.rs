@@ -9,6 +9,7 @@ pub mod file;
 pub mod ptq;
 
 use gconv_core::layers::Reduce;
+use gconv_core::quant::fast::QFastPlan;
 use gconv_core::quant::layers::{DenseQuant, DenseScale};
 use gconv_core::quant::{self as core_quant, Multiplier, QuantParams, Requant};
 use gconv_core::{C4, ConvShape, D4, Domain, Padding, QuantTensor};
@@ -353,25 +354,80 @@ impl QConv {
         let geo = self.geometry(x.shape())?;
         let out_shape = geo.output_shape().to_vec();
         let mut out = vec![0i8; geo.output_len()];
-        let scratch_len = core_quant::conv::scratch_len_for(&geo).map_err(core("int8 conv"))?;
-        let mut scratch = vec![0i32; scratch_len];
         let requant = Requant {
             input_zero_point: self.input.zero_point,
             output_zero_point: self.output.zero_point,
             multipliers: &self.multipliers,
             relu: self.relu,
         };
-        core_quant::conv::forward_geometry(
-            &geo,
-            &requant,
-            x.data(),
-            &self.weight,
-            self.bias.as_deref(),
-            &mut out,
-            &mut scratch,
-        )
-        .map_err(core("int8 conv"))?;
+        // The host's int8 micro-kernels where they take the layer (K <= 11), else the
+        // plain kernel; both give the same bits (integer sums).
+        match QFastPlan::from_geometry(&geo, crate::fast::int8_kernel()) {
+            Ok(plan) => self.forward_fast(&plan, &requant, x.data(), &mut out)?,
+            Err(_) => {
+                let scratch_len =
+                    core_quant::conv::scratch_len_for(&geo).map_err(core("int8 conv"))?;
+                let mut scratch = vec![0i32; scratch_len];
+                core_quant::conv::forward_geometry(
+                    &geo,
+                    &requant,
+                    x.data(),
+                    &self.weight,
+                    self.bias.as_deref(),
+                    &mut out,
+                    &mut scratch,
+                )
+                .map_err(core("int8 conv"))?;
+            }
+        }
         QTensor::new(out_shape, out, self.output)
+    }
+
+    /// The fast path: weights prepared once per call, images split over the rayon
+    /// pool's threads (each with its own packed-input scratch; one thread without the
+    /// `rayon` feature).
+    fn forward_fast(
+        &self,
+        plan: &QFastPlan,
+        requant: &Requant<'_>,
+        input: &[i8],
+        out: &mut [i8],
+    ) -> Result<(), Error> {
+        let err = core("int8 conv");
+        let mut prepared = vec![0i32; plan.prepared_weights_len()];
+        plan.prepare_weights(&self.weight, &mut prepared)
+            .map_err(&err)?;
+        let run = |x: &[i8], y: &mut [i8]| {
+            let mut scratch = vec![0i32; plan.scratch_len()];
+            crate::fast::int8_forward_images(
+                plan,
+                requant,
+                x,
+                &prepared,
+                self.bias.as_deref(),
+                y,
+                &mut scratch,
+            )
+        };
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            let (in_len, out_len) = (
+                plan.image_input_len().max(1),
+                plan.image_output_len().max(1),
+            );
+            let images = out.len() / out_len;
+            let per_thread = images.div_ceil(rayon::current_num_threads().max(1)).max(1);
+            input
+                .par_chunks(per_thread * in_len)
+                .zip(out.par_chunks_mut(per_thread * out_len))
+                .try_for_each(|(x, y)| run(x, y))
+                .map_err(&err)
+        }
+        #[cfg(not(feature = "rayon"))]
+        {
+            run(input, out).map_err(&err)
+        }
     }
 
     /// Is this layer exactly equivariant on a `height x width` input (the rule of

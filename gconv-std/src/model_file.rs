@@ -59,6 +59,17 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>, Error> 
 pub(crate) fn load(json: &Path, weights: &Path) -> Result<Model, Error> {
     let text =
         std::fs::read_to_string(json).map_err(|e| file_error(json, format!("cannot read: {e}")))?;
+    // An int8 model fails the f32 schema on its first quantization field; say what
+    // it is instead.
+    let dtype = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("dtype").and_then(|d| d.as_str()).map(str::to_string));
+    if dtype.as_deref() == Some("int8") {
+        return Err(file_error(
+            json,
+            "this is an int8 model: load it with gconv_std::quant::QModel::load (`gconv run` detects it)",
+        ));
+    }
     let file: ModelFile = serde_json::from_str(&text)
         .map_err(|e| file_error(json, format!("not a valid gconv model description: {e}")))?;
     let mut tensors = read_safetensors(weights)?;

@@ -11,7 +11,8 @@
 //!     y[m][j] = quant.output(acc[m][j])   (the requantization, in registers)
 //! ```
 //!
-//! with `weights` the tile's packed units `(K*K, groups, MR)`, `start` the flat output
+//! (`tile` may take up to `P` consecutive plane tiles at once, see [`drive`]) with
+//! `weights` the tile's packed units `(K*K, groups, MR)`, `start` the flat output
 //! `j = 0` in group `g0`, and `dot` the product of the `R` narrow lanes of two units
 //! summed into an int32 (wrapping). The taps are the outer loop and the groups the
 //! inner one, so that the inner loop steps through the input and the weights at
@@ -23,7 +24,7 @@ use super::{MR, QFastPlan, Run, TileQuant};
 use crate::quant::Multiplier;
 
 /// Output tiles whose accumulators are kept while the unit groups are walked block by
-/// block (on the stack: `CO_GROUP * N_GROUP * MR * NR` int32, 64 KiB at `NR = 64`).
+/// block (on the stack: `CO_GROUP * N_GROUP * MR * NR` int32, 48 KiB at `NR = 48`).
 const CO_GROUP: usize = 16;
 
 /// Consecutive flat-output tiles computed with the same weights while they are in L1.
@@ -44,13 +45,18 @@ fn groups_per_block(plan: &QFastPlan, nr: usize) -> usize {
 /// [`CO_GROUP`] plane tiles at a time and walk the groups in blocks, accumulating.
 /// Each finished tile is requantized by `finish` and its pixels stored to `out`.
 /// Lengths were checked by the caller.
+///
+/// The plane tiles are handed to `tile` up to `P` at a time (consecutive tiles, whose
+/// packed weights are consecutive: `weights` holds `n * K*K * groups * MR` units and
+/// `acc` `n` tiles, `1 <= n <= P`), so that a kernel can reuse each input vector it
+/// loads across `P * MR` output planes.
 #[inline(always)]
-pub(super) fn drive<const NR: usize>(
+pub(super) fn drive<const NR: usize, const P: usize>(
     plan: &QFastPlan,
     run: &Run<'_>,
     out: &mut [i8],
     tiles: Range<usize>,
-    mut tile: impl FnMut(&[i32], (usize, usize), usize, &mut [[i32; NR]; MR], bool),
+    mut tile: impl FnMut(&[i32], (usize, usize), usize, &mut [[[i32; NR]; MR]], bool),
     mut finish: impl FnMut(&[[i32; NR]; MR], Multiplier, &TileQuant, &mut [[i8; NR]; MR]),
 ) {
     let filter = plan.n_taps * plan.groups * MR; // packed units per tile
@@ -60,25 +66,32 @@ pub(super) fn drive<const NR: usize>(
     let channel_shift = (plan.geo.nto() / MR).trailing_zeros();
     let mut y = [[0i8; NR]; MR];
     if block >= plan.groups {
-        // `MR` nonzero planes as a `NonZeroUsize`: the chunk size has no panic path.
-        let Some(tile_len) = plan.out_plane.checked_mul(super::MR_NZ) else {
-            return;
-        };
-        let mut one = [[0i32; NR]; MR];
-        for (t, out_tile) in tiles.zip(out.chunks_exact_mut(tile_len.get())) {
-            let Some(weights) = run.weights.get(t * filter..(t + 1) * filter) else {
+        let mut one = [[[0i32; NR]; MR]; P];
+        let mut t0 = tiles.start;
+        while t0 < tiles.end {
+            let n = P.min(tiles.end - t0);
+            let Some(weights) = run.weights.get(t0 * filter..(t0 + n) * filter) else {
                 return;
             };
-            let (m, quant) = run.tile_quant(t >> channel_shift);
             for j in 0..n_tiles {
-                tile(weights, (0, plan.groups), j * NR, &mut one, false);
-                finish(&one, m, &quant, &mut y);
-                store_tile(plan, &y, j * NR, out_tile);
+                tile(weights, (0, plan.groups), j * NR, &mut one[..n], false);
+                for (t, acc) in (t0..t0 + n).zip(&one) {
+                    let start = (t - tiles.start) * MR * plane;
+                    let Some(out_tile) = out.get_mut(start..start + MR * plane) else {
+                        return;
+                    };
+                    let (m, quant) = run.tile_quant(t >> channel_shift);
+                    finish(acc, m, &quant, &mut y);
+                    store_tile(plan, &y, j * NR, out_tile);
+                }
             }
+            t0 += n;
         }
         return;
     }
-    let mut accs = [[[[0i32; NR]; MR]; N_GROUP]; CO_GROUP];
+    // `accs[j][t]`: flat tile `j`, plane tile `t0 + t`; consecutive plane tiles are
+    // consecutive, as `tile` takes them.
+    let mut accs = [[[[0i32; NR]; MR]; CO_GROUP]; N_GROUP];
     let mut first = 0;
     while first < n_tiles {
         let count = N_GROUP.min(n_tiles - first);
@@ -88,26 +101,34 @@ pub(super) fn drive<const NR: usize>(
             let mut g0 = 0;
             while g0 < plan.groups {
                 let g1 = (g0 + block).min(plan.groups);
-                for (t, acc_t) in (t0..t1).zip(accs.iter_mut()) {
-                    let Some(weights) = run.weights.get(t * filter..(t + 1) * filter) else {
+                let mut t = t0;
+                while t < t1 {
+                    let n = P.min(t1 - t);
+                    let Some(weights) = run.weights.get(t * filter..(t + n) * filter) else {
                         return;
                     };
-                    for (j, acc) in acc_t.iter_mut().enumerate().take(count) {
+                    for (j, acc_j) in accs.iter_mut().enumerate().take(count) {
                         let n0 = (first + j) * NR;
+                        let Some(acc) = acc_j.get_mut(t - t0..t - t0 + n) else {
+                            return;
+                        };
                         tile(weights, (g0, g1), g0 * plan.group_len + n0, acc, g0 > 0);
                     }
+                    t += n;
                 }
                 g0 = g1;
             }
-            for (t, acc_t) in (t0..t1).zip(accs.iter()) {
+            for t in t0..t1 {
                 let start = (t - tiles.start) * MR * plane;
                 let Some(out_tile) = out.get_mut(start..start + MR * plane) else {
                     return;
                 };
                 let (m, quant) = run.tile_quant(t >> channel_shift);
-                for (j, acc) in acc_t.iter().enumerate().take(count) {
-                    finish(acc, m, &quant, &mut y);
-                    store_tile(plan, &y, (first + j) * NR, out_tile);
+                for (j, acc_j) in accs.iter().enumerate().take(count) {
+                    if let Some(acc) = acc_j.get(t - t0) {
+                        finish(acc, m, &quant, &mut y);
+                        store_tile(plan, &y, (first + j) * NR, out_tile);
+                    }
                 }
             }
             t0 = t1;

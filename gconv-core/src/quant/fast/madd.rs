@@ -23,10 +23,11 @@ pub(super) const NR: usize = 16;
 mod x86 {
     use core::arch::x86_64::{
         __m256i, _mm256_add_epi32, _mm256_add_epi64, _mm256_and_si256, _mm256_blend_epi32,
-        _mm256_cmpgt_epi32, _mm256_madd_epi16, _mm256_max_epi32, _mm256_min_epi32,
-        _mm256_mul_epi32, _mm256_set1_epi32, _mm256_set1_epi64x, _mm256_setzero_si256,
-        _mm256_slli_epi64, _mm256_sllv_epi32, _mm256_srai_epi32, _mm256_srav_epi32,
-        _mm256_srli_epi64, _mm256_sub_epi32,
+        _mm256_castsi256_si128, _mm256_cmpgt_epi32, _mm256_madd_epi16, _mm256_max_epi32,
+        _mm256_min_epi32, _mm256_mul_epi32, _mm256_packs_epi16, _mm256_packs_epi32,
+        _mm256_permutevar8x32_epi32, _mm256_set1_epi32, _mm256_set1_epi64x, _mm256_setr_epi32,
+        _mm256_setzero_si256, _mm256_slli_epi64, _mm256_sllv_epi32, _mm256_srai_epi32,
+        _mm256_srav_epi32, _mm256_srli_epi64, _mm256_sub_epi32,
     };
     use core::ops::Range;
 
@@ -59,22 +60,39 @@ mod x86 {
                 break;
             };
             let mut at = start + tap;
-            for w in w_tap {
-                let Some(x) = input.get(at..at + NR).and_then(|x| x.first_chunk::<NR>()) else {
+            let x_at = |at: usize| input.get(at..at + NR).and_then(|x| x.first_chunk::<NR>());
+            // Two unit groups per iteration: half the loop's scalar work per step.
+            let (w_two, w_last) = w_tap.as_chunks::<2>();
+            for [w0, w1] in w_two {
+                let (Some(x0), Some(x1)) = (x_at(at), x_at(at + group_len)) else {
                     break 'taps;
                 };
-                at += group_len;
-                let (x, _) = x.as_chunks::<8>();
-                let x: [__m256i; NR / 8] = core::array::from_fn(|i| bytemuck::cast(x[i]));
-                for (c_m, &w_m) in c.iter_mut().zip(w) {
-                    let w_m = _mm256_set1_epi32(w_m);
-                    for (c_mj, &x_j) in c_m.iter_mut().zip(&x) {
-                        *c_mj = _mm256_add_epi32(*c_mj, _mm256_madd_epi16(x_j, w_m));
-                    }
-                }
+                at += 2 * group_len;
+                step(&mut c, w0, x0);
+                step(&mut c, w1, x1);
+            }
+            for w in w_last {
+                let Some(x) = x_at(at) else {
+                    break 'taps;
+                };
+                step(&mut c, w, x);
             }
         }
         *acc = bytemuck::cast(c);
+    }
+
+    /// One step of [`tile`]: `c[m][j] += madd(x[j], broadcast(w[m]))`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn step(c: &mut [[__m256i; NR / 8]; MR], w: &[i32; MR], x: &[i32; NR]) {
+        let (x, _) = x.as_chunks::<8>();
+        let x: [__m256i; NR / 8] = core::array::from_fn(|i| bytemuck::cast(x[i]));
+        for (c_m, &w_m) in c.iter_mut().zip(w) {
+            let w_m = _mm256_set1_epi32(w_m);
+            for (c_mj, &x_j) in c_m.iter_mut().zip(&x) {
+                *c_mj = _mm256_add_epi32(*c_mj, _mm256_madd_epi16(x_j, w_m));
+            }
+        }
     }
 
     /// [`TileQuant`] as 8-lane vectors.
@@ -140,7 +158,10 @@ mod x86 {
         }
     }
 
-    /// The vector epilogue of a tile of 8-lane accumulators (AVX2 and AVX-VNNI).
+    /// The vector epilogue of a tile of 8-lane accumulators (AVX2 and AVX-VNNI): 16
+    /// outputs at a time are requantized, then narrowed to bytes by two saturating
+    /// packs (exact: the values are in `[lo, hi]`, inside the int8 range) and one
+    /// permutation that puts the 128-bit lanes' results back in order.
     #[target_feature(enable = "avx2")]
     #[inline]
     pub(in crate::quant::fast) fn finish<const NR: usize>(
@@ -149,9 +170,24 @@ mod x86 {
         y: &mut [[i8; NR]; MR],
     ) {
         let q = Quant8::new(quant);
+        // After the packs, 32-bit lane `i` holds outputs `4*order[i] ..` (see below).
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
         for (y_m, acc_m) in y.iter_mut().zip(acc) {
-            let (acc_v, _) = acc_m.as_chunks::<8>();
-            let (y_v, _) = y_m.as_chunks_mut::<8>();
+            let (acc_v, acc_rest) = acc_m.as_chunks::<16>();
+            let (y_v, y_rest) = y_m.as_chunks_mut::<16>();
+            for (y16, a16) in y_v.iter_mut().zip(acc_v) {
+                let [a, b]: [__m256i; 2] = bytemuck::cast(*a16);
+                let (a, b) = (q.apply(a), q.apply(b));
+                // int16: [a0..a3 b0..b3 | a4..a7 b4..b7] (the 128-bit lanes).
+                let p = _mm256_packs_epi32(a, b);
+                // int8, 32-bit lanes: [a0..3, b0..3, a0..3, b0..3 | a4..7, b4..7, ..].
+                let p = _mm256_packs_epi16(p, p);
+                let p = _mm256_permutevar8x32_epi32(p, order);
+                *y16 = bytemuck::cast(_mm256_castsi256_si128(p));
+            }
+            // A last half vector (`NR` an odd multiple of 8; not the kernels' tiles).
+            let (acc_v, _) = acc_rest.as_chunks::<8>();
+            let (y_v, _) = y_rest.as_chunks_mut::<8>();
             for (y8, a8) in y_v.iter_mut().zip(acc_v) {
                 let r: [i32; 8] = bytemuck::cast(q.apply(bytemuck::cast(*a8)));
                 // In `[lo, hi]`, a subset of the int8 range: the cast is exact.
@@ -170,21 +206,23 @@ mod x86 {
         tiles: Range<usize>,
     ) {
         let taps = plan.tap_offsets();
-        drive::drive::<NR>(
+        drive::drive::<NR, 1>(
             plan,
             run,
             out,
             tiles,
             |w, groups, start, acc, add| {
-                tile(
-                    w,
-                    packed,
-                    (start, plan.group_len, plan.groups),
-                    groups,
-                    taps,
-                    acc,
-                    add,
-                )
+                if let Some(acc) = acc.first_mut() {
+                    tile(
+                        w,
+                        packed,
+                        (start, plan.group_len, plan.groups),
+                        groups,
+                        taps,
+                        acc,
+                        add,
+                    )
+                }
             },
             |acc, _: Multiplier, q, y| finish(acc, q, y),
         );

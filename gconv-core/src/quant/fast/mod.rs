@@ -60,7 +60,8 @@
 //! 4. **Micro-kernel** ([`QKernel`]): a tile of [`MR`] output planes (orientations of
 //!    one G-channel) by `NR` flat outputs accumulated in int32 registers over every
 //!    (unit group, tap) step: one broadcast weight unit per plane times `NR / lanes`
-//!    input vectors. The tile is then requantized in registers
+//!    input vectors (the AVX-512 kernel takes two plane tiles at once, so that each
+//!    input vector feeds `2 * MR` planes). The tile is then requantized in registers
 //!    ([`Multiplier::apply`](crate::quant::Multiplier::apply) in vector form: a 64-bit
 //!    product, two roundings), clamped and narrowed to int8, and its pixels stored.
 //! 5. **Packed weights** ([`QFastPlan::prepare_weights`], once per weight change): the
@@ -80,9 +81,9 @@
 //!
 //! Measured on one core of an Intel Xeon with AVX-512 VNNI (`cargo bench -p
 //! gconv-bench --bench int8`, f32 and int8 interleaved): `avx512_vnni` runs the C4 and
-//! D4 group layers of the speed issues 3.3-4.1x faster than the f32 fast path's
-//! AVX-512 kernel (160-260 GMAC/s); `avx2_madd` 1.6-2.0x faster than its AVX2+FMA
-//! kernel. The AVX2 kernel issues as many vector instructions per multiply-add as the
+//! D4 group layers of the speed issues 3.2-4.2x faster than the f32 fast path's
+//! AVX-512 kernel (250-380 GMAC/s, the 56x56 layer at about 90% of the `vpdpbusd`
+//! peak); `avx2_madd` 1.85-2.15x faster than its AVX2+FMA kernel. The AVX2 kernel issues as many vector instructions per multiply-add as the
 //! f32 one (see `madd.rs`), so its gain comes from the third port and the narrower
 //! operands alone.
 //!
@@ -111,9 +112,6 @@ use crate::shape::{ConvGeometry, ConvShape, Domain};
 /// Output planes per tile: the orientations of one G-channel (every `nto` is a multiple
 /// of it), so a tile has one multiplier, one bias and one weight sum.
 pub const MR: usize = crate::fast::MR;
-
-/// [`MR`] as a `NonZeroUsize`, for chunk sizes without a panic path.
-const MR_NZ: NonZeroUsize = NonZeroUsize::new(MR).expect("MR is not zero");
 
 /// Largest kernel size the int8 fast path takes.
 pub const MAX_KERNEL: usize = crate::fast::MAX_KERNEL;
@@ -159,8 +157,9 @@ pub enum QKernel {
     /// x86_64 AVX-VNNI (the VEX-encoded 256-bit `vpdpbusd`, e.g. Alder Lake, Zen 5):
     /// byte quads. Tile 4 x 16 (eight 8-lane accumulators).
     AvxVnni,
-    /// x86_64 AVX-512 VNNI (`vpdpbusd` on 512 bits): byte quads. Tile 4 x 64 (sixteen
-    /// 16-lane accumulators).
+    /// x86_64 AVX-512 VNNI (`vpdpbusd` on 512 bits): byte quads. Tile 4 x 48, run two
+    /// plane tiles at a time (8 planes x 48 outputs: twenty-four 16-lane accumulators,
+    /// each input vector loaded feeds eight `vpdpbusd`).
     Avx512Vnni,
 }
 

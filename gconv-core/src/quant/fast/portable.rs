@@ -75,21 +75,23 @@ pub(super) fn drive(
     tiles: Range<usize>,
 ) {
     let taps = plan.tap_offsets();
-    drive::drive::<NR>(
+    drive::drive::<NR, 1>(
         plan,
         run,
         out,
         tiles,
         |w, groups, start, acc, add| {
-            tile(
-                w,
-                packed,
-                (start, plan.group_len, plan.groups),
-                groups,
-                taps,
-                acc,
-                add,
-            )
+            if let Some(acc) = acc.first_mut() {
+                tile(
+                    w,
+                    packed,
+                    (start, plan.group_len, plan.groups),
+                    groups,
+                    taps,
+                    acc,
+                    add,
+                )
+            }
         },
         finish,
     );

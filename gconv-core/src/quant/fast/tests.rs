@@ -211,6 +211,24 @@ fn compiled_kernels_match_direct_small() {
     }
 }
 
+/// The blocked branch of the driver (more unit groups than one block holds, the last
+/// block partial) with an odd number of plane tiles, so that a kernel taking plane
+/// tiles in pairs also runs a tile alone, for every compiled kernel.
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "large for Miri; the grid's small cases cover the kernels"
+)]
+fn blocked_groups_and_odd_plane_tiles() {
+    let mut case = Case::new();
+    let s = shape(40, 3, (6, 6), 3, 1, Padding::Same);
+    for kernel in QKernel::ALL.into_iter().filter(|k| k.is_compiled()) {
+        for (extreme, zp) in [(false, (-5, 3)), (true, (127, -128))] {
+            compare::<C4>(&mut case, Domain::Group, s, kernel, zp, true, true, extreme);
+        }
+    }
+}
+
 /// The portable kernel on a grid of kernel sizes, strides, paddings and sizes, for the
 /// four pairs (and every compiled kernel on the C4 pairs).
 #[test]

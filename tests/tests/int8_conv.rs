@@ -334,3 +334,63 @@ fn stacks_are_exactly_invariant_where_the_rule_says_so() {
         }
     }
 }
+
+/// `QConv::forward` splits images over threads, or one image's output planes when
+/// there are fewer images than threads: every split equals the oracle bit for bit.
+#[test]
+fn every_thread_split_matches_the_reference() {
+    let mut rng = common::rng(5);
+    for pair in [Pair::C4C4, Pair::Z2D4, Pair::D4D4] {
+        let input = QuantParams {
+            scale: 0.03,
+            zero_point: -5,
+        };
+        let layer = random_layer(&mut rng, pair, (3, 5, 3), 1, Padding::Same, true, input);
+        for batch in [1, 3] {
+            let xs = input_shape(pair, batch, 3, 9, 8);
+            let x = ints(&mut rng, xs.iter().product(), -128, 127);
+            let spec = RefConvSpec {
+                group: ref_group(pair),
+                lifting: pair.from() == Space::Z2,
+                batch,
+                in_channels: 3,
+                out_channels: 5,
+                height: 9,
+                width: 8,
+                kernel: 3,
+                stride: 1,
+                pad: [1; 4],
+            };
+            let want = reference_conv_i8(
+                &spec,
+                &x,
+                (input.scale, input.zero_point),
+                layer.weight(),
+                layer.weight_scale(),
+                layer.bias(),
+                (
+                    layer.output_params().scale,
+                    layer.output_params().zero_point,
+                ),
+                true,
+            );
+            for threads in [1, 2, 3, 4] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let y = pool.install(|| {
+                    layer
+                        .forward(&QTensor::new(xs.clone(), x.clone(), input).unwrap())
+                        .unwrap()
+                });
+                assert_eq!(
+                    y.data(),
+                    want.as_slice(),
+                    "{} batch {batch} threads {threads}",
+                    pair.name()
+                );
+            }
+        }
+    }
+}

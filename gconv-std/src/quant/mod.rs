@@ -384,8 +384,9 @@ impl QConv {
     }
 
     /// The fast path: weights prepared once per call, images split over the rayon
-    /// pool's threads (each with its own packed-input scratch; one thread without the
-    /// `rayon` feature).
+    /// pool's threads (each with its own packed-input scratch), or, with fewer images
+    /// than threads, each image's output planes; one thread without the `rayon`
+    /// feature. Every split gives the same bits (integer sums).
     fn forward_fast(
         &self,
         plan: &QFastPlan,
@@ -417,12 +418,45 @@ impl QConv {
                 plan.image_output_len().max(1),
             );
             let images = out.len() / out_len;
-            let per_thread = images.div_ceil(rayon::current_num_threads().max(1)).max(1);
-            input
-                .par_chunks(per_thread * in_len)
-                .zip(out.par_chunks_mut(per_thread * out_len))
-                .try_for_each(|(x, y)| run(x, y))
-                .map_err(&err)
+            let threads = rayon::current_num_threads().max(1);
+            if images >= threads || threads == 1 {
+                let per_thread = images.div_ceil(threads).max(1);
+                return input
+                    .par_chunks(per_thread * in_len)
+                    .zip(out.par_chunks_mut(per_thread * out_len))
+                    .try_for_each(|(x, y)| run(x, y))
+                    .map_err(&err);
+            }
+            // Fewer images than threads: pack each image once, then split its output
+            // planes (in tiles of one G-channel's planes) over the threads.
+            let tiles = plan.plane_tiles().max(1);
+            let per = tiles.div_ceil(threads).max(1);
+            let tile_len = out_len / tiles;
+            let mut packed = vec![0i32; plan.scratch_len()];
+            for (x, y) in input
+                .chunks_exact(in_len)
+                .zip(out.chunks_exact_mut(out_len))
+            {
+                plan.pack_input(requant.input_zero_point, x, &mut packed)
+                    .map_err(&err)?;
+                y.par_chunks_mut(per * tile_len)
+                    .enumerate()
+                    .try_for_each(|(i, part)| {
+                        let first = i * per;
+                        let range = first..(first + per).min(tiles);
+                        crate::fast::int8_compute(
+                            plan,
+                            requant,
+                            &packed,
+                            &prepared,
+                            self.bias.as_deref(),
+                            part,
+                            range,
+                        )
+                    })
+                    .map_err(&err)?;
+            }
+            Ok(())
         }
         #[cfg(not(feature = "rayon"))]
         {

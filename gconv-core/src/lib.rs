@@ -18,6 +18,10 @@
 //! * [`plan`]: one API for every path: [`Plan::new`] validates a layer's shape and
 //!   chooses the algorithm (direct, blocked, fast or Fourier; `Auto` by a cost
 //!   model), then sizes the buffers, prepares the weights and runs the forward pass.
+//! * [`quant`]: int8 layers with the arithmetic of the TFLite int8 specification,
+//!   bit-exact with LiteRT and exactly equivariant, and the host's int8 micro-kernels.
+//! * [`model`]: a sequential model runner for firmware (f32 and int8), checked and
+//!   sized by a `const fn`, on two activation buffers and one scratch.
 //! * [`shape`]: padding, shapes, output and buffer sizes.
 //! * [`pool`]: spatial max and average pooling of Z2 and group maps.
 //! * [`layers`]: group pooling, per-channel affine (batch norm), ReLU, global average

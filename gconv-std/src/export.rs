@@ -328,7 +328,7 @@ pub fn rust_source(
 ) -> Result<(String, ExportSummary), Error> {
     let mut out = String::new();
     let w = &mut out;
-    let (summary, group) = match model {
+    let summary = match model {
         Exportable::F32(m) => {
             let folded = m.fold_batch_norm()?;
             let core = core_f32(&folded)?;
@@ -342,14 +342,11 @@ pub fn rust_source(
                 core.accept_non_equivariant
             )
             .unwrap();
-            (
-                ExportSummary {
-                    sizes,
-                    ram_bytes: ram,
-                    weight_bytes,
-                },
-                core.group,
-            )
+            ExportSummary {
+                sizes,
+                ram_bytes: ram,
+                weight_bytes,
+            }
         }
         Exportable::Int8(q) => {
             let core = core_int8(q)?;
@@ -370,17 +367,13 @@ pub fn rust_source(
                 core.accept_non_equivariant
             )
             .unwrap();
-            (
-                ExportSummary {
-                    sizes,
-                    ram_bytes: ram,
-                    weight_bytes,
-                },
-                core.group,
-            )
+            ExportSummary {
+                sizes,
+                ram_bytes: ram,
+                weight_bytes,
+            }
         }
     };
-    let _ = group;
     writeln!(
         w,
         "/// The buffer sizes, computed by the compiler.\npub const SIZES: Sizes = MODEL.sizes();"

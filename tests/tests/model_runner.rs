@@ -120,6 +120,60 @@ fn runner_equals_gconv_std_on_the_digits_models() {
     f32_agrees::<D4>(&m, &images("d4"));
 }
 
+/// The random int8 model files of the TFLite goldens, through every layer kind
+/// (a C4 input, stride 2, padded max and average pooling, a standalone ReLU, group
+/// mean pooling, dense on a group map and dense + ReLU): the runner equals gconv-std
+/// bit for bit, and so LiteRT.
+#[test]
+fn runner_equals_gconv_std_on_every_layer_kind() {
+    let goldens = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/golden");
+    for name in [
+        "int8-model-selftest",
+        "int8-model-coverage-a",
+        "int8-model-coverage-b",
+    ] {
+        let dir = goldens.join(name);
+        let q = QModel::load(dir.join("model.json"), dir.join("model.safetensors")).unwrap();
+        let x = read_npy(dir.join("images.npy")).unwrap();
+        let core = core_int8(&q).unwrap();
+        let group = core.group;
+        let accept = core.accept_non_equivariant;
+        let host = q.forward_f32(&x).unwrap();
+        let per_in = x.len() / x.shape()[0];
+        let per_out = host.data().len() / x.shape()[0];
+        let check =
+            |sizes: gconv_core::model::Sizes,
+             run: &dyn Fn(&[f32], &mut [i8], &mut [i8], &mut [i32]) -> Vec<i8>| {
+                let (mut a, mut b, mut s) = (
+                    vec![0i8; sizes.activations],
+                    vec![0i8; sizes.activations],
+                    vec![0i32; sizes.scratch],
+                );
+                for (n, image) in x.data().chunks_exact(per_in).enumerate() {
+                    let y = run(image, &mut a, &mut b, &mut s);
+                    assert_eq!(
+                        y,
+                        &host.data()[n * per_out..(n + 1) * per_out],
+                        "{name} image {n}"
+                    );
+                }
+            };
+        if group == gconv_std::Space::D4 {
+            let m =
+                CoreQModel::<D4>::new(core.input, core.input_params, &core.layers, accept).unwrap();
+            check(m.sizes(), &|i, a, b, s| {
+                m.forward_f32(i, a, b, s).unwrap().to_vec()
+            });
+        } else {
+            let m =
+                CoreQModel::<C4>::new(core.input, core.input_params, &core.layers, accept).unwrap();
+            check(m.sizes(), &|i, a, b, s| {
+                m.forward_f32(i, a, b, s).unwrap().to_vec()
+            });
+        }
+    }
+}
+
 #[test]
 fn generated_source_runs_the_same() {
     let (m, q) = load("p4cnn");

@@ -120,6 +120,9 @@ fn runner_equals_gconv_std_on_the_digits_models() {
     f32_agrees::<D4>(&m, &images("d4"));
 }
 
+/// One image through a core int8 model: input, the two buffers, scratch -> logits.
+type RunImage<'a> = dyn Fn(&[f32], &mut [i8], &mut [i8], &mut [i32]) -> Vec<i8> + 'a;
+
 /// The random int8 model files of the TFLite goldens, through every layer kind
 /// (a C4 input, stride 2, padded max and average pooling, a standalone ReLU, group
 /// mean pooling, dense on a group map and dense + ReLU): the runner equals gconv-std
@@ -141,23 +144,21 @@ fn runner_equals_gconv_std_on_every_layer_kind() {
         let host = q.forward_f32(&x).unwrap();
         let per_in = x.len() / x.shape()[0];
         let per_out = host.data().len() / x.shape()[0];
-        let check =
-            |sizes: gconv_core::model::Sizes,
-             run: &dyn Fn(&[f32], &mut [i8], &mut [i8], &mut [i32]) -> Vec<i8>| {
-                let (mut a, mut b, mut s) = (
-                    vec![0i8; sizes.activations],
-                    vec![0i8; sizes.activations],
-                    vec![0i32; sizes.scratch],
+        let check = |sizes: gconv_core::model::Sizes, run: &RunImage<'_>| {
+            let (mut a, mut b, mut s) = (
+                vec![0i8; sizes.activations],
+                vec![0i8; sizes.activations],
+                vec![0i32; sizes.scratch],
+            );
+            for (n, image) in x.data().chunks_exact(per_in).enumerate() {
+                let y = run(image, &mut a, &mut b, &mut s);
+                assert_eq!(
+                    y,
+                    &host.data()[n * per_out..(n + 1) * per_out],
+                    "{name} image {n}"
                 );
-                for (n, image) in x.data().chunks_exact(per_in).enumerate() {
-                    let y = run(image, &mut a, &mut b, &mut s);
-                    assert_eq!(
-                        y,
-                        &host.data()[n * per_out..(n + 1) * per_out],
-                        "{name} image {n}"
-                    );
-                }
-            };
+            }
+        };
         if group == gconv_std::Space::D4 {
             let m =
                 CoreQModel::<D4>::new(core.input, core.input_params, &core.layers, accept).unwrap();

@@ -73,15 +73,17 @@ pub(super) fn drive<const NR: usize, const P: usize>(
             let Some(weights) = run.weights.get(t0 * filter..(t0 + n) * filter) else {
                 return;
             };
+            // The epilogue of each plane tile, once for all its flat tiles.
+            let quants: [(Multiplier, TileQuant); P] =
+                core::array::from_fn(|i| run.tile_quant((t0 + i) >> channel_shift));
             for j in 0..n_tiles {
                 tile(weights, (0, plan.groups), j * NR, &mut one[..n], false);
-                for (t, acc) in (t0..t0 + n).zip(&one) {
+                for ((t, acc), (m, quant)) in (t0..t0 + n).zip(&one).zip(&quants) {
                     let start = (t - tiles.start) * MR * plane;
                     let Some(out_tile) = out.get_mut(start..start + MR * plane) else {
                         return;
                     };
-                    let (m, quant) = run.tile_quant(t >> channel_shift);
-                    finish(acc, m, &quant, &mut y);
+                    finish(acc, *m, quant, &mut y);
                     store_tile(plan, &y, j * NR, out_tile);
                 }
             }

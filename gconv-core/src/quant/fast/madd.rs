@@ -36,13 +36,17 @@ mod x86 {
     use crate::quant::Multiplier;
 
     /// The AVX2 tile: same contract as the portable tile (`acc[m][j] +=` the dot
-    /// products of the int16 pairs), 8 outputs per vector.
+    /// products of the int16 pairs), 8 outputs per vector, except that the weights
+    /// are `(groups, K*K, MR)` (see `pack::prepare_weights`) and the taps are walked
+    /// inside each group. For a 3x3 kernel at stride 1 (`pw3 = Some(phase_w)`, taps
+    /// `u*phase_w + v`) each group reads three rows of `NR + 2` units, one bounds check
+    /// each, and the nine steps slice them at constant offsets.
     #[target_feature(enable = "avx2")]
     #[inline]
     fn tile(
         weights: &[i32],
         input: &[i32],
-        (start, group_len, n_groups): (usize, usize, usize),
+        (start, group_len, pw3): (usize, usize, Option<usize>),
         groups: (usize, usize),
         taps: &[usize],
         acc: &mut [[i32; NR]; MR],
@@ -54,28 +58,44 @@ mod x86 {
             [[_mm256_setzero_si256(); NR / 8]; MR]
         };
         let (w_units, _) = weights.as_chunks::<MR>();
+        let n_taps = taps.len();
         let (g0, g1) = groups;
-        'taps: for (k, &tap) in taps.iter().enumerate() {
-            let Some(w_tap) = w_units.get(k * n_groups + g0..k * n_groups + g1) else {
-                break;
-            };
-            let mut at = start + tap;
-            let x_at = |at: usize| input.get(at..at + NR).and_then(|x| x.first_chunk::<NR>());
-            // Two unit groups per iteration: half the loop's scalar work per step.
-            let (w_two, w_last) = w_tap.as_chunks::<2>();
-            for [w0, w1] in w_two {
-                let (Some(x0), Some(x1)) = (x_at(at), x_at(at + group_len)) else {
-                    break 'taps;
-                };
-                at += 2 * group_len;
-                step(&mut c, w0, x0);
-                step(&mut c, w1, x1);
+        let w_groups = w_units.get(g0 * n_taps..g1 * n_taps).unwrap_or(&[]);
+        let xs = input.get(start..).unwrap_or(&[]);
+        match pw3 {
+            Some(pw) if n_taps == 9 => {
+                let (w9, _) = w_groups.as_chunks::<9>();
+                for (i, w) in w9.iter().enumerate() {
+                    let row = |r: usize| {
+                        xs.get(i * group_len + r * pw..)
+                            .and_then(|x| x.first_chunk::<{ NR + 2 }>())
+                    };
+                    let (Some(r0), Some(r1), Some(r2)) = (row(0), row(1), row(2)) else {
+                        break;
+                    };
+                    // Constant offsets into arrays: no checks are left once unrolled.
+                    for (w_r, x_r) in w.chunks_exact(3).zip([r0, r1, r2]) {
+                        for (v, w_v) in w_r.iter().enumerate() {
+                            if let Some(x) = x_r.get(v..).and_then(|x| x.first_chunk::<NR>()) {
+                                step(&mut c, w_v, x);
+                            }
+                        }
+                    }
+                }
             }
-            for w in w_last {
-                let Some(x) = x_at(at) else {
-                    break 'taps;
-                };
-                step(&mut c, w, x);
+            _ => {
+                // `max(1)`: no panic path (`K*K >= 1` for a valid plan).
+                'groups: for (i, w_g) in w_groups.chunks_exact(n_taps.max(1)).enumerate() {
+                    let Some(x_g) = xs.get(i * group_len..) else {
+                        break;
+                    };
+                    for (w, &tap) in w_g.iter().zip(taps) {
+                        let Some(x) = x_g.get(tap..).and_then(|x| x.first_chunk::<NR>()) else {
+                            break 'groups;
+                        };
+                        step(&mut c, w, x);
+                    }
+                }
             }
         }
         *acc = bytemuck::cast(c);
@@ -206,6 +226,9 @@ mod x86 {
         tiles: Range<usize>,
     ) {
         let taps = plan.tap_offsets();
+        let pw = plan.phase_w.get();
+        let pw3 =
+            (taps == [0, 1, 2, pw, pw + 1, pw + 2, 2 * pw, 2 * pw + 1, 2 * pw + 2]).then_some(pw);
         drive::drive::<NR, 1>(
             plan,
             run,
@@ -216,7 +239,7 @@ mod x86 {
                     tile(
                         w,
                         packed,
-                        (start, plan.group_len, plan.groups),
+                        (start, plan.group_len, pw3),
                         groups,
                         taps,
                         acc,

@@ -66,8 +66,9 @@
 //!    product, two roundings), clamped and narrowed to int8, and its pixels stored.
 //! 5. **Packed weights** ([`QFastPlan::prepare_weights`], once per weight change): the
 //!    expanded bank, built straight from the raw weights with the index tables,
-//!    reordered to `(C_out*nto / MR, K*K, groups, MR)` units, then the `C_out` sums
-//!    `S[o]`.
+//!    reordered to `(C_out*nto / MR, K*K, groups, MR)` units (`(C_out*nto / MR,
+//!    groups, K*K, MR)` for the AVX2 kernel, which walks the taps inside each group),
+//!    then the `C_out` sums `S[o]`.
 //! 6. **Blocking** as the f32 driver: layers whose packed input fits in L1 sweep each
 //!    plane tile over the image; others keep 16 plane tiles by 4 flat tiles of
 //!    accumulators and walk the unit groups in L1-sized blocks.
@@ -83,7 +84,7 @@
 //! gconv-bench --bench int8`, f32 and int8 interleaved): `avx512_vnni` runs the C4 and
 //! D4 group layers of the speed issues 3.2-4.2x faster than the f32 fast path's
 //! AVX-512 kernel (250-380 GMAC/s, the 56x56 layer at about 90% of the `vpdpbusd`
-//! peak); `avx2_madd` 1.85-2.15x faster than its AVX2+FMA kernel. The AVX2 kernel issues as many vector instructions per multiply-add as the
+//! peak); `avx2_madd` 2.05-2.25x faster than its AVX2+FMA kernel. The AVX2 kernel issues as many vector instructions per multiply-add as the
 //! f32 one (see `madd.rs`), so its gain comes from the third port and the narrower
 //! operands alone.
 //!
@@ -449,6 +450,9 @@ impl QFastPlan {
     /// prepared[((tile*K*K + k)*groups + g)*MR + m] = unit(tw[tile*MR + m][g*R .. g*R + R][k])
     /// prepared[C_out*nto*groups*K*K + o]         = S[o] = sum of raw[o]
     /// ```
+    ///
+    /// (for [`QKernel::Avx2Madd`] the taps are inside the groups:
+    /// `prepared[((tile*groups + g)*K*K + k)*MR + m]`)
     ///
     /// with `unit` the [`Layout`]'s packing of `R` weights (zero past the last input
     /// plane). Run once per weight change. Any int8 is accepted (the arithmetic is

@@ -4,7 +4,7 @@
 
 use core::num::NonZeroUsize;
 
-use super::{Layout, MR, QFastPlan};
+use super::{Layout, MR, QFastPlan, QKernel};
 use crate::group::tables::entry_in_range;
 
 /// The unit of `values` (`R` of them, `values[0]` the first plane) in `layout`:
@@ -41,8 +41,9 @@ pub(super) fn prepare_weights(plan: &QFastPlan, raw: &[i8], prepared: &mut [i32]
     ) else {
         return;
     };
+    // The AVX2 kernel walks the taps inside each group: `(groups, K*K, MR)` per tile.
+    let group_major = plan.kernel == QKernel::Avx2Madd;
     for (tile, tile_units) in units.chunks_exact_mut(tile_len.get()).enumerate() {
-        let mut slots = tile_units.iter_mut();
         for tap in 0..taps {
             for g in 0..plan.groups {
                 let (u, v) = (tap / k, tap % k);
@@ -63,7 +64,12 @@ pub(super) fn prepare_weights(plan: &QFastPlan, raw: &[i8], prepared: &mut [i32]
                             .copied()
                             .unwrap_or(0);
                     }
-                    if let Some(slot) = slots.next() {
+                    let at = if group_major {
+                        (g * taps + tap) * MR + m
+                    } else {
+                        (tap * plan.groups + g) * MR + m
+                    };
+                    if let Some(slot) = tile_units.get_mut(at) {
                         *slot = unit(layout, values, 0);
                     }
                 }
@@ -86,7 +92,6 @@ pub(super) fn pack_input(plan: &QFastPlan, zero_point: i32, image: &[i8], packed
     let offset = layout.input_offset() as u8;
     let zp = zero_point.clamp(-128, 127) as i8;
     let pad = unit(layout, [zp; 4], offset);
-    packed.fill(pad);
     let geo = &plan.geo;
     let (w, s) = (geo.width(), plan.stride);
     let [top, _, left, _] = geo.padding();
@@ -98,8 +103,20 @@ pub(super) fn pack_input(plan: &QFastPlan, zero_point: i32, image: &[i8], packed
         NonZeroUsize::new(plan.group_len),
         NonZeroUsize::new(w),
     ) else {
+        packed.fill(pad);
         return;
     };
+    if s.get() == 1 {
+        pack_rows(
+            plan,
+            (zp, offset, pad),
+            image,
+            packed,
+            (hw, group_len, width),
+        );
+        return;
+    }
+    packed.fill(pad);
     let mut planes = image.chunks_exact(hw.get());
     for dst in packed.chunks_exact_mut(group_len.get()).take(plan.groups) {
         // The group's planes; past the last plane, a plane of zero points (`None`).
@@ -142,6 +159,59 @@ pub(super) fn pack_input(plan: &QFastPlan, zero_point: i32, image: &[i8], packed
                 }
             }
         }
+    }
+}
+
+/// [`pack_input`] at stride 1 (one phase, `group_len = phase_h * phase_w`), row by
+/// row: only the padding units (the border, and the tail after the last group) are
+/// set to `pad`, the interior of each padded row is written once from the image.
+fn pack_rows(
+    plan: &QFastPlan,
+    (zp, offset, pad): (i8, u8, i32),
+    image: &[i8],
+    packed: &mut [i32],
+    (hw, group_len, width): (NonZeroUsize, NonZeroUsize, NonZeroUsize),
+) {
+    let layout = plan.kernel.layout();
+    let h = plan.geo.height();
+    let w = width.get();
+    let [top, _, left, _] = plan.geo.padding();
+    let pw = plan.phase_w.get();
+    let per_unit = plan.per_unit.get();
+    let split = (plan.groups * group_len.get()).min(packed.len());
+    let (body, tail) = packed.split_at_mut(split);
+    tail.fill(pad);
+    let left = left.min(pw);
+    let n = w.min(pw - left);
+    let mut planes = image.chunks_exact(hw.get());
+    for dst in body.chunks_exact_mut(group_len.get()) {
+        let mut group: [Option<&[i8]>; 4] = [None; 4];
+        for slot in group.iter_mut().take(per_unit) {
+            *slot = planes.next();
+        }
+        for (r, d) in dst.chunks_exact_mut(pw).enumerate() {
+            let y = r.wrapping_sub(top);
+            if r < top || y >= h {
+                d.fill(pad);
+                continue;
+            }
+            let row = |l: usize| -> Option<&[i8]> {
+                group
+                    .get(l)
+                    .copied()
+                    .flatten()
+                    .and_then(|p| p.get(y * w..(y + 1) * w))
+            };
+            let rows = [row(0), row(1), row(2), row(3)];
+            let (head, rest) = d.split_at_mut(left);
+            head.fill(pad);
+            let (mid, end) = rest.split_at_mut(n);
+            interleave_row(layout, rows, zp, offset, mid);
+            end.fill(pad);
+        }
+        // Units of the group past its last full row (none: `group_len` is
+        // `phase_h * phase_w`).
+        dst.chunks_exact_mut(pw).into_remainder().fill(pad);
     }
 }
 

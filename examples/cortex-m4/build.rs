@@ -228,6 +228,119 @@ fn shapes(out: &mut String) {
     out.push_str("}\n");
 }
 
+/// The int8 measured layers: the first five of `SHAPES` (the Cortex-M4 issue's) with
+/// seeded int8 inputs (zero point -5), raw int8 weights in `[-127, 127]`, int32
+/// biases and one multiplier per output G-channel; the expected output is the
+/// host's plain int8 kernel (`gconv_core::quant::conv`, bit-exact with TFLite's
+/// reference kernels): the device's DSP path must equal it bit for bit.
+fn int8_shapes(out: &mut String, selftest: bool) {
+    use gconv_std::gconv_core::quant::{Multiplier, Requant, conv};
+    use gconv_std::gconv_core::{C4, ConvShape, D4, Domain};
+    out.push_str(
+        "/// The int8 measured layers (same padding, stride 1, batch 1).\npub mod qshapes {\n",
+    );
+    out.push_str("    use super::QShape;\n");
+    let mut list = String::from("    pub static ALL: [QShape; 5] = [\n");
+    for (n, &(name, group, lifting, c_in, c_out, size, k)) in SHAPES.iter().take(5).enumerate() {
+        let mut rng = SplitMix(0x1A78_0000 + n as u64);
+        let mut int = |lo: i32, hi: i32| -> i32 {
+            let u = (rng.next_f32(1.0) + 1.0) / 2.0; // [0, 1)
+            (lo + (u * (hi - lo + 1) as f32) as i32).min(hi)
+        };
+        let shape = ConvShape {
+            batch: 1,
+            in_channels: c_in,
+            out_channels: c_out,
+            height: size,
+            width: size,
+            kernel: k,
+            stride: 1,
+            padding: Padding::Same,
+        };
+        let domain = if lifting { Domain::Z2 } else { Domain::Group };
+        let geo = if group.order() == 8 {
+            shape.geometry::<D4>(domain)
+        } else {
+            shape.geometry::<C4>(domain)
+        }
+        .unwrap();
+        let x: Vec<i8> = (0..geo.input_len()).map(|_| int(-128, 127) as i8).collect();
+        let w: Vec<i8> = (0..geo.weight_len())
+            .map(|_| int(-127, 127) as i8)
+            .collect();
+        let b: Vec<i32> = (0..c_out).map(|_| int(-20_000, 20_000)).collect();
+        // Effective scales that spread the outputs over the int8 range: the
+        // accumulator's spread is about sqrt(terms) * 74 * 73.
+        let terms = geo.terms_per_output() as f64;
+        let ms: Vec<Multiplier> = (0..c_out)
+            .map(|o| {
+                Multiplier::from_real(50.0 / (terms.sqrt() * 74.0 * 73.0) * (1.0 + 0.07 * o as f64))
+                    .unwrap()
+            })
+            .collect();
+        let (zp_in, zp_out, relu) = (-5, 3, lifting);
+        let requant = Requant {
+            input_zero_point: zp_in,
+            output_zero_point: zp_out,
+            multipliers: &ms,
+            relu,
+        };
+        let mut y = vec![0i8; geo.output_len()];
+        let mut scratch = vec![0i32; conv::scratch_len_for(&geo).unwrap()];
+        conv::forward_geometry(&geo, &requant, &x, &w, Some(&b), &mut y, &mut scratch).unwrap();
+        if selftest {
+            let mid = y.len() / 2;
+            y[mid] = y[mid].wrapping_add(1);
+        }
+        let id = format!("q_{}", name.replace('-', "_"));
+        let bytes = |v: &[i8]| -> Vec<u8> { v.iter().map(|&q| q as u8).collect() };
+        let dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+        std::fs::write(dir.join(format!("{id}_x.bin")), bytes(&x)).unwrap();
+        std::fs::write(dir.join(format!("{id}_y.bin")), bytes(&y)).unwrap();
+        let upper = id.to_uppercase();
+        let text: Vec<String> = w.iter().map(i8::to_string).collect();
+        writeln!(
+            out,
+            "    pub static {upper}_W: [i8; {}] = [{}];",
+            w.len(),
+            text.join(", ")
+        )
+        .unwrap();
+        let text: Vec<String> = b.iter().map(i32::to_string).collect();
+        writeln!(
+            out,
+            "    pub static {upper}_B: [i32; {}] = [{}];",
+            b.len(),
+            text.join(", ")
+        )
+        .unwrap();
+        let text: Vec<String> = ms
+            .iter()
+            .map(|m| format!("({}, {})", m.multiplier(), m.shift()))
+            .collect();
+        writeln!(
+            out,
+            "    pub static {upper}_M: [(i32, i32); {}] = [{}];",
+            ms.len(),
+            text.join(", ")
+        )
+        .unwrap();
+        writeln!(
+            list,
+            "        QShape {{ name: {name:?}, order: {order}, lifting: {lifting}, in_channels: {c_in}, \
+             out_channels: {c_out}, size: {size}, kernel: {k}, zp_in: {zp_in}, zp_out: {zp_out}, relu: {relu}, \
+             weight: &{upper}_W, bias: &{upper}_B, multipliers: &{upper}_M, \
+             input: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{id}_x.bin\")), \
+             expected: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{id}_y.bin\")) }},",
+            order = group.order(),
+        )
+        .unwrap();
+    }
+    list.push_str("    ];\n");
+    out.push_str(&list);
+    out.push_str("}\n");
+}
+
 fn array_indented(out: &mut String, name: &str, data: &[f32]) {
     let mut text = String::new();
     array(&mut text, name, data);
@@ -248,8 +361,18 @@ fn digits(out_dir: &std::path::Path, selftest: bool) {
     println!("cargo:rerun-if-changed={}", root.display());
     let labels = read_npy(root.join("digits/test_labels.npy")).unwrap();
     let mut data = String::from("// Generated by build.rs. Do not edit.\n");
-    let labels: Vec<String> = labels.data().iter().map(|&v| (v as u8).to_string()).collect();
-    writeln!(data, "pub static LABELS: [u8; {}] = [{}];", labels.len(), labels.join(", ")).unwrap();
+    let labels: Vec<String> = labels
+        .data()
+        .iter()
+        .map(|&v| (v as u8).to_string())
+        .collect();
+    writeln!(
+        data,
+        "pub static LABELS: [u8; {}] = [{}];",
+        labels.len(),
+        labels.join(", ")
+    )
+    .unwrap();
     for (name, set) in [("p4cnn", "c4"), ("p4m", "d4")] {
         let images = read_npy(root.join(format!("digits/test_rotated_{set}.npy"))).unwrap();
         let mut text = String::from("// Generated by build.rs. Do not edit.\n");
@@ -258,8 +381,12 @@ fn digits(out_dir: &std::path::Path, selftest: bool) {
 
         let dir = root.join(format!("digits-{name}"));
         let model = Model::load(dir.join("model.json"), dir.join("model.safetensors")).unwrap();
-        let (src, _) = rust_source(Exportable::F32(&model), &format!("models/digits-{name}"), None)
-            .unwrap_or_else(|e| panic!("digits-{name}: {e}"));
+        let (src, _) = rust_source(
+            Exportable::F32(&model),
+            &format!("models/digits-{name}"),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("digits-{name}: {e}"));
         std::fs::write(out_dir.join(format!("digits_{name}_f32.rs")), src).unwrap();
         let logits = model.forward(&images).unwrap();
         let mut classes: Vec<u8> = logits
@@ -268,7 +395,10 @@ fn digits(out_dir: &std::path::Path, selftest: bool) {
             .map(|row| {
                 row.iter()
                     .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                    )
                     .0 as u8
             })
             .collect();
@@ -276,19 +406,37 @@ fn digits(out_dir: &std::path::Path, selftest: bool) {
             classes[7] = (classes[7] + 1) % CLASSES as u8;
         }
         let text: Vec<String> = classes.iter().map(u8::to_string).collect();
-        writeln!(data, "pub static HOST_CLASSES_{}_F32: [u8; {}] = [{}];", name.to_uppercase(), text.len(), text.join(", ")).unwrap();
+        writeln!(
+            data,
+            "pub static HOST_CLASSES_{}_F32: [u8; {}] = [{}];",
+            name.to_uppercase(),
+            text.len(),
+            text.join(", ")
+        )
+        .unwrap();
 
         let qdir = root.join(format!("digits-{name}-int8"));
         let q = QModel::load(qdir.join("model.json"), qdir.join("model.safetensors")).unwrap();
-        let (src, _) = rust_source(Exportable::Int8(&q), &format!("models/digits-{name}-int8"), None)
-            .unwrap_or_else(|e| panic!("digits-{name}-int8: {e}"));
+        let (src, _) = rust_source(
+            Exportable::Int8(&q),
+            &format!("models/digits-{name}-int8"),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("digits-{name}-int8: {e}"));
         std::fs::write(out_dir.join(format!("digits_{name}_int8.rs")), src).unwrap();
         let mut logits = q.forward_f32(&images).unwrap().data().to_vec();
         if selftest {
             logits[123] = logits[123].wrapping_add(1);
         }
         let text: Vec<String> = logits.iter().map(i8::to_string).collect();
-        writeln!(data, "pub static HOST_LOGITS_{}_INT8: [i8; {}] = [{}];", name.to_uppercase(), text.len(), text.join(", ")).unwrap();
+        writeln!(
+            data,
+            "pub static HOST_LOGITS_{}_INT8: [i8; {}] = [{}];",
+            name.to_uppercase(),
+            text.len(),
+            text.join(", ")
+        )
+        .unwrap();
     }
     std::fs::write(out_dir.join("digits_data.rs"), data).unwrap();
 }
@@ -313,5 +461,6 @@ fn main() {
     model(&mut out, "c4", Pair::Z2C4, Pair::C4C4, 7, &input);
     model(&mut out, "d4", Pair::Z2D4, Pair::D4D4, 11, &input);
     shapes(&mut out);
+    int8_shapes(&mut out, selftest);
     std::fs::write(out_dir.join("data.rs"), out).unwrap();
 }

@@ -154,6 +154,21 @@ pub enum Error {
     /// A model layer breaks the equivariance rule on its input (see
     /// [`crate::equivariance`]) and the model was not built to accept that.
     BreaksEquivariance,
+    /// The int8 DSP path ([`crate::quant::dsp`]) runs stride-1 convolutions only (a
+    /// stride of 2 or more runs on the plain int8 kernel, [`crate::quant::conv`]).
+    DspStride {
+        /// The stride given.
+        stride: usize,
+    },
+    /// The int8 DSP path cannot block the layer into the scratch budget given: even
+    /// one output plane's filter and a band of `K` input rows of a 2-pixel-wide strip
+    /// need `needed` words.
+    ScratchBudget {
+        /// The smallest scratch, in 32-bit words, the layer can run in.
+        needed: usize,
+        /// The budget given, in 32-bit words.
+        budget: usize,
+    },
 }
 
 impl fmt::Display for QuantTensor {
@@ -284,6 +299,16 @@ impl fmt::Display for Error {
                 "the layer breaks the equivariance rule on its input (CONVENTIONS.md, \"When a \
                  layer is exactly equivariant\"); build the model accepting non-equivariant \
                  layers to run it anyway",
+            ),
+            Error::DspStride { stride } => write!(
+                f,
+                "the int8 DSP path runs stride-1 convolutions, got stride {stride}: use the \
+                 plain int8 kernel (quant::conv)"
+            ),
+            Error::ScratchBudget { needed, budget } => write!(
+                f,
+                "the layer needs at least {needed} words of scratch on the int8 DSP path, \
+                 the budget is {budget}"
             ),
             Error::SizeOverflow => {
                 f.write_str("a buffer size computed from the shape overflows usize")

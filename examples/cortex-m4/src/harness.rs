@@ -49,7 +49,7 @@ pub fn start_timer(syst: &mut SYST) {
 
 const PAINT: u32 = 0xDEAD_BEEF;
 /// How far below the current stack pointer the stack is painted.
-const PAINT_BYTES: usize = 64 * 1024;
+pub const PAINT_BYTES: usize = 64 * 1024;
 
 unsafe extern "C" {
     static _stack_start: u32;
@@ -86,4 +86,3 @@ pub fn stack_high_water() -> usize {
     }
     top - p
 }
-

@@ -24,6 +24,7 @@
 
 pub mod arith;
 pub mod conv;
+pub mod dsp;
 pub mod fast;
 pub mod layers;
 

@@ -24,7 +24,10 @@ use panic_semihosting as _;
 mod harness;
 
 #[cfg(any(
-    all(feature = "p4cnn-f32", any(feature = "p4cnn-int8", feature = "p4m-f32", feature = "p4m-int8")),
+    all(
+        feature = "p4cnn-f32",
+        any(feature = "p4cnn-int8", feature = "p4m-f32", feature = "p4m-int8")
+    ),
     all(feature = "p4cnn-int8", any(feature = "p4m-f32", feature = "p4m-int8")),
     all(feature = "p4m-f32", feature = "p4m-int8"),
 ))]
@@ -51,10 +54,38 @@ macro_rules! digits_model {
         }
     };
 }
-digits_model!("p4cnn-f32", "digits-p4cnn", "f32", "digits_p4cnn_f32.rs", "digits_images_c4.rs", HOST_CLASSES_P4CNN_F32);
-digits_model!("p4cnn-int8", "digits-p4cnn", "int8", "digits_p4cnn_int8.rs", "digits_images_c4.rs", HOST_LOGITS_P4CNN_INT8);
-digits_model!("p4m-f32", "digits-p4m", "f32", "digits_p4m_f32.rs", "digits_images_d4.rs", HOST_CLASSES_P4M_F32);
-digits_model!("p4m-int8", "digits-p4m", "int8", "digits_p4m_int8.rs", "digits_images_d4.rs", HOST_LOGITS_P4M_INT8);
+digits_model!(
+    "p4cnn-f32",
+    "digits-p4cnn",
+    "f32",
+    "digits_p4cnn_f32.rs",
+    "digits_images_c4.rs",
+    HOST_CLASSES_P4CNN_F32
+);
+digits_model!(
+    "p4cnn-int8",
+    "digits-p4cnn",
+    "int8",
+    "digits_p4cnn_int8.rs",
+    "digits_images_c4.rs",
+    HOST_LOGITS_P4CNN_INT8
+);
+digits_model!(
+    "p4m-f32",
+    "digits-p4m",
+    "f32",
+    "digits_p4m_f32.rs",
+    "digits_images_d4.rs",
+    HOST_CLASSES_P4M_F32
+);
+digits_model!(
+    "p4m-int8",
+    "digits-p4m",
+    "int8",
+    "digits_p4m_int8.rs",
+    "digits_images_d4.rs",
+    HOST_LOGITS_P4M_INT8
+);
 
 const IMAGES: usize = 300;
 const CLASSES: usize = 10;
@@ -112,14 +143,25 @@ mod run {
     }
 }
 
-#[cfg(any(feature = "p4cnn-f32", feature = "p4m-f32", feature = "p4cnn-int8", feature = "p4m-int8"))]
+#[cfg(any(
+    feature = "p4cnn-f32",
+    feature = "p4m-f32",
+    feature = "p4cnn-int8",
+    feature = "p4m-int8"
+))]
 fn run_model() -> bool {
     use core::mem::size_of_val;
     static mut A: [run::Act; run::ACT] = [0 as run::Act; run::ACT];
     static mut B: [run::Act; run::ACT] = [0 as run::Act; run::ACT];
     static mut SCRATCH: [run::Scratch; run::SCRATCH] = [0 as run::Scratch; run::SCRATCH];
     // SAFETY: the only references to these statics, taken once, in the one thread.
-    let (a, b, s) = unsafe { (&mut *(&raw mut A), &mut *(&raw mut B), &mut *(&raw mut SCRATCH)) };
+    let (a, b, s) = unsafe {
+        (
+            &mut *(&raw mut A),
+            &mut *(&raw mut B),
+            &mut *(&raw mut SCRATCH),
+        )
+    };
     harness::paint_stack();
     let t0 = harness::now();
     let (mut correct, mut agree) = (0, 0);
@@ -132,7 +174,9 @@ fn run_model() -> bool {
     let stack = harness::stack_high_water();
     // Rounded to the nearest thousandth (293/300 = 0.977).
     let permille = (correct * 1000 + IMAGES / 2) / IMAGES;
-    let test_data = size_of_val(&model::images::IMAGES) + size_of_val(&data::LABELS) + size_of_val(&model::HOST);
+    let test_data = size_of_val(&model::images::IMAGES)
+        + size_of_val(&data::LABELS)
+        + size_of_val(&model::HOST);
     hprintln!(
         "cm4 model={} dtype={} images={} accuracy=0.{:03} agree_with_host={}/{} instr_per_inference={} stack_bytes={} buffer_bytes={} test_data_bytes={}",
         model::NAME,
@@ -149,7 +193,12 @@ fn run_model() -> bool {
     agree == IMAGES
 }
 
-#[cfg(not(any(feature = "p4cnn-f32", feature = "p4m-f32", feature = "p4cnn-int8", feature = "p4m-int8")))]
+#[cfg(not(any(
+    feature = "p4cnn-f32",
+    feature = "p4m-f32",
+    feature = "p4cnn-int8",
+    feature = "p4m-int8"
+)))]
 fn run_model() -> bool {
     hprintln!("cm4 digits harness only (no model feature): the baseline of the size measurements");
     true

@@ -1,0 +1,143 @@
+//! The int8 measured layers: the five layers of the Cortex-M4 issue on gconv-core's
+//! int8 DSP path (`gconv_core::quant::dsp`, `SMLAD` on pairs of input planes), one
+//! line each:
+//!
+//! ```text
+//! cm4 shape=<name> dtype=int8 path=dsp instr_per_mac=<x.xx> macs=<n> scratch_bytes=<n> weights_flash_bytes=<n>
+//! ```
+//!
+//! `macs` are the direct convolution's; the timed call is the whole layer from raw
+//! int8 weights in flash: the filters expanded and packed per pass, the input packed
+//! per band, the multiply-adds, the requantization and the int8 stores.
+//! `scratch_bytes` is the plan's scratch (within [`SCRATCH_WORDS`] 32-bit words);
+//! `weights_flash_bytes` the raw int8 weights. Every output is compared with the
+//! host's int8 output (the plain int8 kernel, bit-exact with TFLite's reference
+//! kernels) **bit for bit**: the arithmetic is exact, so any difference is a bug.
+
+use cortex_m_semihosting::hprintln;
+use gconv_core::quant::dsp::DspPlan;
+use gconv_core::quant::{Multiplier, Requant};
+use gconv_core::{C4, ConvGeometry, ConvShape, D4, Domain, Error, Padding};
+
+use crate::data::QShape;
+
+/// The scratch budget of the DSP path: 8,192 bytes.
+pub const SCRATCH_WORDS: usize = 2048;
+/// The largest input (`a`: 10 x 4 x 28 x 28) and output (`lift-d4`: 10 x 8 x 28 x 28).
+const IN_LEN: usize = 10 * 4 * 28 * 28;
+const OUT_LEN: usize = 10 * 8 * 28 * 28;
+/// At most this many output G-channels.
+const MAX_CHANNELS: usize = 16;
+
+fn geometry(s: &QShape) -> Result<ConvGeometry, Error> {
+    let shape = ConvShape {
+        batch: 1,
+        in_channels: s.in_channels,
+        out_channels: s.out_channels,
+        height: s.size,
+        width: s.size,
+        kernel: s.kernel,
+        stride: 1,
+        padding: Padding::Same,
+    };
+    let domain = if s.lifting { Domain::Z2 } else { Domain::Group };
+    if s.order == 8 {
+        shape.geometry::<D4>(domain)
+    } else {
+        shape.geometry::<C4>(domain)
+    }
+}
+
+/// Runs every int8 layer; true when every output equals the host's.
+#[inline(never)]
+pub fn run_all(time: &mut dyn FnMut(&mut dyn FnMut()) -> u64) -> bool {
+    static mut INPUT: [i8; IN_LEN] = [0; IN_LEN];
+    static mut OUTPUT: [i8; OUT_LEN] = [0; OUT_LEN];
+    static mut SCRATCH: [i32; SCRATCH_WORDS] = [0; SCRATCH_WORDS];
+    // SAFETY: `run_all` is called once, from `main`, with interrupts that do not
+    // touch these buffers; no other reference to them exists.
+    let (input, output, scratch) = unsafe {
+        (
+            &mut *core::ptr::addr_of_mut!(INPUT),
+            &mut *core::ptr::addr_of_mut!(OUTPUT),
+            &mut *core::ptr::addr_of_mut!(SCRATCH),
+        )
+    };
+    let mut all = true;
+    for s in crate::data::qshapes::ALL.iter() {
+        let pass = run(s, input, output, scratch, time);
+        if let Err(e) = pass {
+            hprintln!("{} int8: gconv-core error {:?}", s.name, e);
+        }
+        all &= pass == Ok(true);
+    }
+    all
+}
+
+fn run(
+    s: &QShape,
+    input: &mut [i8],
+    output: &mut [i8],
+    scratch: &mut [i32],
+    time: &mut dyn FnMut(&mut dyn FnMut()) -> u64,
+) -> Result<bool, Error> {
+    let geo = geometry(s)?;
+    let (n_in, n_out) = (geo.input_len(), geo.output_len());
+    if n_in > input.len() || n_out > output.len() || s.multipliers.len() > MAX_CHANNELS {
+        hprintln!("{}: int8 buffers too small", s.name);
+        return Ok(false);
+    }
+    let input = &mut input[..n_in];
+    for (d, &b) in input.iter_mut().zip(s.input) {
+        *d = b as i8;
+    }
+    let output = &mut output[..n_out];
+    let mut ms = [Multiplier::ONE; MAX_CHANNELS];
+    for (m, &(q, e)) in ms.iter_mut().zip(s.multipliers) {
+        *m = Multiplier::from_parts(q, e)?;
+    }
+    let requant = Requant {
+        input_zero_point: s.zp_in,
+        output_zero_point: s.zp_out,
+        multipliers: &ms[..s.multipliers.len()],
+        relu: s.relu,
+    };
+    let plan = DspPlan::new(&geo, SCRATCH_WORDS)?;
+    let scratch = &mut scratch[..plan.scratch_len()];
+    output.fill(0x55);
+    let mut result = Ok(());
+    let input = &*input;
+    let n = time(&mut || {
+        result = plan.forward(&requant, input, s.weight, Some(s.bias), output, scratch)
+    });
+    result?;
+    let macs = geo.macs() as u64;
+    let per100 = (n * 100 + macs / 2) / macs;
+    hprintln!(
+        "cm4 shape={} dtype=int8 path=dsp instr_per_mac={}.{:02} macs={} scratch_bytes={} weights_flash_bytes={}",
+        s.name,
+        per100 / 100,
+        per100 % 100,
+        macs,
+        plan.scratch_len() * 4,
+        s.weight.len()
+    );
+    let equal = output
+        .iter()
+        .zip(s.expected)
+        .filter(|&(&y, &e)| y as u8 == e)
+        .count();
+    let pass = equal == n_out && s.expected.len() == n_out;
+    let b = plan.blocking();
+    hprintln!(
+        "  check {} int8 dsp: {}/{} outputs bitwise equal to the host's -> {} (blocking: {} planes per pass, strips of {}, bands of {} rows)",
+        s.name,
+        equal,
+        n_out,
+        if pass { "OK" } else { "FAIL" },
+        b.planes_per_pass,
+        b.strip_width,
+        b.band_rows
+    );
+    Ok(pass)
+}

@@ -1,0 +1,90 @@
+//! The DSP path's block kernel: `NP` output pixels of one output plane, summed over
+//! every chunk of the band (one filter row of one pair of input planes).
+//!
+//! A *word* holds two int16 halves, `lo | hi << 16`. Input words pair two input
+//! planes at one pixel (`x - zp_in` of input channels `2i` and `2i + 1`, same
+//! orientation), weight words the matching two filter taps, so one `SMLAD`
+//! (`acc += lo(x) * lo(w) + hi(x) * hi(w)`) does two multiply-adds. For block pixel
+//! `j`, chunk `c` and tap `q`:
+//!
+//! ```text
+//! acc[j] += smlad(x[c * pitch + j + q], w[c * K + q])      c in 0..chunks, q in 0..K
+//! ```
+//!
+//! The chunks of a band lie `pitch` words apart in input and `K` words apart in the
+//! weights, so the whole reduction is one linear walk. On Arm cores with the DSP
+//! extension the `K = 3` blocks of 2, 3 and 4 pixels are `asm!` (`arm.rs`); this
+//! portable form computes the same integers (exact sums, wrapping like `SMLAD`) and
+//! is what the host tests and Miri run.
+
+/// `acc + lo(x) * lo(w) + hi(x) * hi(w)` with the halves sign-extended, wrapping on
+/// overflow like the Cortex-M `SMLAD` instruction.
+#[inline(always)]
+pub(crate) fn smlad(acc: i32, x: i32, w: i32) -> i32 {
+    let (xl, xh) = (i32::from(x as i16), x >> 16);
+    let (wl, wh) = (i32::from(w as i16), w >> 16);
+    acc.wrapping_add(xl * wl).wrapping_add(xh * wh)
+}
+
+/// Packs two int16 values into a word, `lo | hi << 16`.
+#[inline(always)]
+pub(crate) const fn pack(lo: i32, hi: i32) -> i32 {
+    ((lo as u32 & 0xFFFF) | ((hi as u32) << 16)) as i32
+}
+
+/// The portable block kernel (module docs): `acc[j]` for `j < acc.len()`, from the
+/// input words `x` (starting at the block's first pixel of chunk 0) and weight words
+/// `w` (`chunks * k` words). Chunks whose words fall outside `x` or `w` are skipped;
+/// the driver sizes both so that none does.
+pub(crate) fn block(x: &[i32], pitch: usize, w: &[i32], k: usize, chunks: usize, acc: &mut [i32]) {
+    let np = acc.len();
+    for c in 0..chunks {
+        let (Some(xs), Some(ws)) = (
+            x.get(c * pitch..).and_then(|r| r.get(..np + k - 1)),
+            w.get(c * k..).and_then(|r| r.get(..k)),
+        ) else {
+            debug_assert!(false, "chunk {c} outside the band or the filter");
+            continue;
+        };
+        for (q, &wq) in ws.iter().enumerate() {
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = smlad(*a, xs[j + q], wq);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smlad_is_two_signed_products() {
+        let x = pack(-255, 200);
+        let w = pack(127, -127);
+        assert_eq!(smlad(5, x, w), 5 + (-255 * 127) + (200 * -127));
+        assert_eq!(smlad(i32::MAX, pack(1, 0), pack(1, 0)), i32::MIN);
+        // Halves are sign-extended independently.
+        assert_eq!(smlad(0, pack(-1, -1), pack(-1, 1)), 1 - 1);
+    }
+
+    #[test]
+    fn block_walks_chunks_and_taps() {
+        // Two chunks, K = 2, 3 pixels, pitch 5: compare with the formula term by term.
+        let x: [i32; 10] = core::array::from_fn(|i| pack(i as i32 - 4, 2 * i as i32));
+        let w: [i32; 4] = [pack(1, -1), pack(3, 2), pack(-2, 5), pack(7, 1)];
+        let mut acc = [10, 20, 30];
+        block(&x, 5, &w, 2, 2, &mut acc);
+        let mut want = [10i32, 20, 30];
+        for c in 0..2 {
+            for q in 0..2 {
+                for (j, a) in want.iter_mut().enumerate() {
+                    let xv = x[c * 5 + j + q];
+                    let wv = w[c * 2 + q];
+                    *a += (xv as i16 as i32) * (wv as i16 as i32) + (xv >> 16) * (wv >> 16);
+                }
+            }
+        }
+        assert_eq!(acc, want);
+    }
+}

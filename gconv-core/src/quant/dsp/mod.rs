@@ -1,0 +1,476 @@
+//! The int8 path for microcontrollers with a DSP extension (Cortex-M4, M7, M33):
+//! two multiply-adds per `SMLAD` instruction, raw int8 weights, a small scratch.
+//!
+//! The arithmetic is the plain int8 kernel's ([`crate::quant::conv`]): every
+//! accumulator is the same exact integer, so this path equals it (and TFLite) bit for
+//! bit on every target. Only the order of the work differs:
+//!
+//! * **Words.** Input planes are taken in pairs: channels `2i` and `2i + 1` at the same
+//!   orientation `s` (a *pair-plane*; an odd last channel is paired with zeros). A
+//!   packed input word holds `x - zp_in` of both at one pixel as two int16 halves, a
+//!   weight word the two matching filter taps, and `SMLAD` multiplies and adds both
+//!   halves. There are `P2 = ceil(C_in / 2) * nti` pair-planes.
+//! * **Filters.** Per output plane `(o, t)` the expanded filter (the index table
+//!   applied to the raw weights) is written into scratch as `K * P2 * K` weight words
+//!   in the order `[filter row p][pair-plane][tap q]`, once per *pass*: a pass holds
+//!   the filters of `planes_per_pass` output planes at a time.
+//! * **Bands.** The input is packed into scratch one *band* at a time: the
+//!   `R + K - 1` input rows that `R` output rows read, over a strip of output columns
+//!   plus `K - 1`, in the order `[row][pair-plane][column]` with the padding as zero
+//!   words. An output row then reads its `K * P2` chunks (one filter row of one
+//!   pair-plane, `pitch` words apart) in one linear walk.
+//! * **Blocks.** The block kernel (`kernel.rs`; `asm!` on Arm for `K = 3`) computes 2,
+//!   3 or 4 adjacent output pixels of one plane, starting from the bias; the driver
+//!   requantizes them and writes the int8 outputs.
+//!
+//! [`DspPlan::new`] chooses the pass size, strip width and band height that fit a
+//! scratch budget with the least packing and filter work (filters are made once
+//! per pass, the input packed once per pass, and more per pass means fewer passes).
+//!
+//! Stride 1 only ([`Error::DspStride`]); any `K`, padding, group and batch.
+
+mod kernel;
+
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+mod arm;
+
+use crate::error::{Buffer, Error};
+use crate::group::tables::entry_in_range;
+use crate::quant::conv::check_io_i8;
+use crate::quant::{Requant, activation_range};
+use crate::shape::ConvGeometry;
+
+use kernel::pack;
+
+/// The block widths the kernels come in; a strip is covered by blocks of 3, with one
+/// block of 4 or 2 where the width is not a multiple of 3.
+const BLOCK_MAX: usize = 4;
+
+/// A strip of output columns and how its blocks cover it: `threes` blocks of 3, then
+/// one block of `last` (0, 2 or 4) pixels; `cover >= width` pixels are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cover {
+    threes: usize,
+    last: usize,
+}
+
+impl Cover {
+    const fn of(width: usize) -> Cover {
+        match (width % 3, width) {
+            (_, 1) | (_, 2) => Cover { threes: 0, last: 2 },
+            (0, _) => Cover {
+                threes: width / 3,
+                last: 0,
+            },
+            (1, _) => Cover {
+                threes: width / 3 - 1,
+                last: 4,
+            },
+            _ => Cover {
+                threes: width / 3,
+                last: 2,
+            },
+        }
+    }
+
+    const fn pixels(self) -> usize {
+        self.threes * 3 + self.last
+    }
+}
+
+/// How a layer is cut to fit the scratch (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DspBlocking {
+    /// Output planes whose filters are in scratch at a time.
+    pub planes_per_pass: usize,
+    /// Output columns per strip (the last strip may be narrower).
+    pub strip_width: usize,
+    /// Output rows per band (the last band may be lower).
+    pub band_rows: usize,
+}
+
+/// A validated int8 convolution on the DSP path with its blocking.
+#[derive(Clone, Copy, Debug)]
+pub struct DspPlan {
+    geo: ConvGeometry,
+    blocking: DspBlocking,
+    pair_planes: usize,
+}
+
+/// Rough instruction costs per word, for choosing the blocking: packing an input
+/// word, making a filter word, and one `SMLAD` with its share of the loads.
+const COST_PACK: usize = 5;
+const COST_FILTER: usize = 6;
+const COST_SMLAD: usize = 1;
+
+impl DspPlan {
+    /// Plans `geo` to run in at most `budget_words` 32-bit words of scratch.
+    ///
+    /// # Errors
+    /// [`Error::DspStride`] for a stride other than 1; [`Error::ScratchBudget`] when
+    /// not even one filter and one `K`-row band of a 2-pixel strip fit;
+    /// [`Error::SizeOverflow`].
+    pub fn new(geo: &ConvGeometry, budget_words: usize) -> Result<DspPlan, Error> {
+        if geo.stride() != 1 {
+            return Err(Error::DspStride {
+                stride: geo.stride(),
+            });
+        }
+        let k = geo.kernel();
+        let pair_planes = geo
+            .in_channels()
+            .div_ceil(2)
+            .checked_mul(geo.nti())
+            .ok_or(Error::SizeOverflow)?;
+        let filter = k
+            .checked_mul(k)
+            .and_then(|kk| kk.checked_mul(pair_planes))
+            .ok_or(Error::SizeOverflow)?;
+        let (oh, ow) = (geo.out_height(), geo.out_width());
+        let planes = geo
+            .out_channels()
+            .checked_mul(geo.nto())
+            .ok_or(Error::SizeOverflow)?;
+        let band_len = |width: usize, rows: usize| -> Option<usize> {
+            let pitch = Cover::of(width).pixels().checked_add(k - 1)?;
+            rows.checked_add(k - 1)?
+                .checked_mul(pair_planes)?
+                .checked_mul(pitch)
+        };
+        let smallest = band_len(1, 1)
+            .and_then(|b| b.checked_add(filter))
+            .ok_or(Error::SizeOverflow)?;
+        if smallest > budget_words {
+            return Err(Error::ScratchBudget {
+                needed: smallest,
+                budget: budget_words,
+            });
+        }
+        // Search every pass size and strip count; the band is as high as fits.
+        let mut best: Option<(usize, DspBlocking)> = None;
+        for per_pass in 1..=planes {
+            let Some(rest) = per_pass
+                .checked_mul(filter)
+                .and_then(|f| budget_words.checked_sub(f))
+            else {
+                break;
+            };
+            let passes = planes.div_ceil(per_pass);
+            for strips in 1..=ow {
+                let width = ow.div_ceil(strips);
+                let strips = ow.div_ceil(width);
+                let cover = Cover::of(width).pixels();
+                let row = (cover + k - 1) * pair_planes;
+                let fit = rest / row.max(1);
+                if fit < k {
+                    continue;
+                }
+                let rows = (fit + 1 - k).min(oh);
+                let bands = oh.div_ceil(rows);
+                let packed = passes * strips * bands * (rows + k - 1) * row;
+                let computed = planes * oh * strips * cover * filter;
+                let cost = packed
+                    .saturating_mul(COST_PACK)
+                    .saturating_add(computed.saturating_mul(COST_SMLAD))
+                    .saturating_add(planes.saturating_mul(filter * COST_FILTER));
+                let blocking = DspBlocking {
+                    planes_per_pass: per_pass,
+                    strip_width: width,
+                    band_rows: rows,
+                };
+                if best.is_none_or(|(c, _)| cost < c) {
+                    best = Some((cost, blocking));
+                }
+            }
+        }
+        let (_, blocking) = best.ok_or(Error::ScratchBudget {
+            needed: smallest,
+            budget: budget_words,
+        })?;
+        Ok(DspPlan {
+            geo: *geo,
+            blocking,
+            pair_planes,
+        })
+    }
+
+    /// The geometry planned.
+    pub const fn geometry(&self) -> &ConvGeometry {
+        &self.geo
+    }
+
+    /// The blocking chosen.
+    pub const fn blocking(&self) -> DspBlocking {
+        self.blocking
+    }
+
+    /// Words of one output plane's packed filter, `K * K * P2`.
+    const fn filter_words(&self) -> usize {
+        let k = self.geo.kernel();
+        k * k * self.pair_planes
+    }
+
+    /// Words between two chunks of a band: the strip's covered width plus `K - 1`.
+    const fn pitch(&self) -> usize {
+        Cover::of(self.blocking.strip_width).pixels() + self.geo.kernel() - 1
+    }
+
+    /// The scratch [`DspPlan::forward`] needs, in 32-bit words: the filters of one
+    /// pass and one band, `planes_per_pass * K*K*P2 + (R + K - 1) * P2 * pitch`.
+    pub const fn scratch_len(&self) -> usize {
+        let b = &self.blocking;
+        b.planes_per_pass * self.filter_words()
+            + (b.band_rows + self.geo.kernel() - 1) * self.pair_planes * self.pitch()
+    }
+
+    /// Runs the convolution: `output` as [`crate::quant::conv::forward`] computes it,
+    /// bit for bit.
+    ///
+    /// # Errors
+    /// [`Error::ZeroPointOutOfRange`]; [`Error::BufferLength`] for an input, weight,
+    /// bias, output or multiplier slice of the wrong length or a scratch shorter
+    /// than [`DspPlan::scratch_len`]. Nothing is written on error.
+    pub fn forward(
+        &self,
+        requant: &Requant<'_>,
+        input: &[i8],
+        weight: &[i8],
+        bias: Option<&[i32]>,
+        output: &mut [i8],
+        scratch: &mut [i32],
+    ) -> Result<(), Error> {
+        let geo = &self.geo;
+        check_io_i8(geo, input, weight, bias, output)?;
+        requant.validate(geo.out_channels())?;
+        let need = self.scratch_len();
+        let found = scratch.len();
+        let (filters, band) = scratch
+            .get_mut(..need)
+            .ok_or(Error::BufferLength {
+                buffer: Buffer::Scratch,
+                expected: need,
+                found,
+            })?
+            .split_at_mut(self.blocking.planes_per_pass * self.filter_words());
+        self.run(requant, input, weight, bias, output, filters, band);
+        Ok(())
+    }
+
+    /// The driver; every buffer has been validated.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        requant: &Requant<'_>,
+        input: &[i8],
+        weight: &[i8],
+        bias: Option<&[i32]>,
+        output: &mut [i8],
+        filters: &mut [i32],
+        band: &mut [i32],
+    ) {
+        let geo = &self.geo;
+        let (oh, ow, nto) = (geo.out_height(), geo.out_width(), geo.nto());
+        let planes = geo.out_channels() * nto;
+        let in_image = geo.input_len() / geo.batch().max(1);
+        let out_plane = oh * ow;
+        let fw = self.filter_words();
+        let per_pass = self.blocking.planes_per_pass;
+        let range = activation_range(requant.output_zero_point, requant.relu);
+        for n in 0..geo.batch() {
+            let Some(x) = input.get(n * in_image..(n + 1) * in_image) else {
+                continue;
+            };
+            let Some(y) = output.get_mut(n * planes * out_plane..(n + 1) * planes * out_plane)
+            else {
+                continue;
+            };
+            let mut first = 0;
+            while first < planes {
+                let count = per_pass.min(planes - first);
+                for (i, f) in filters.chunks_exact_mut(fw).take(count).enumerate() {
+                    self.pack_filter(weight, first + i, f);
+                }
+                let mut b0 = 0;
+                while b0 < ow {
+                    let width = self.blocking.strip_width.min(ow - b0);
+                    let mut a0 = 0;
+                    while a0 < oh {
+                        let rows = self.blocking.band_rows.min(oh - a0);
+                        self.pack_band(x, requant.input_zero_point, a0, rows, b0, band);
+                        for (i, f) in filters.chunks_exact(fw).take(count).enumerate() {
+                            let plane = first + i;
+                            let o = plane / nto;
+                            let tile = Tile {
+                                bias: bias.and_then(|b| b.get(o)).copied().unwrap_or(0),
+                                m: requant.multipliers.get(o).copied(),
+                                zp: requant.output_zero_point,
+                                range,
+                            };
+                            let Some(y_plane) =
+                                y.get_mut(plane * out_plane..(plane + 1) * out_plane)
+                            else {
+                                continue;
+                            };
+                            self.band_plane(f, band, (a0, rows), (b0, width), &tile, y_plane);
+                        }
+                        a0 += rows;
+                    }
+                    b0 += width;
+                }
+                first += count;
+            }
+        }
+    }
+
+    /// Writes the packed filter of output plane `plane = o * nto + t` (module docs).
+    fn pack_filter(&self, weight: &[i8], plane: usize, f: &mut [i32]) {
+        let geo = &self.geo;
+        let (k, nti, nto, cin) = (geo.kernel(), geo.nti(), geo.nto(), geo.in_channels());
+        let (o, t) = (plane / nto, plane % nto);
+        let taps = k * k;
+        let per_out = cin * nti * taps;
+        let Some(raw) = weight.get(o * per_out..(o + 1) * per_out) else {
+            return;
+        };
+        let tap = |i: usize, s: usize, p: usize, q: usize| -> i32 {
+            if i >= cin {
+                return 0;
+            }
+            let (tt, u, v) = entry_in_range(nti, k, t, s, p, q);
+            raw.get((i * nti + tt) * taps + u * k + v)
+                .map_or(0, |&w| i32::from(w))
+        };
+        let mut words = f.iter_mut();
+        for p in 0..k {
+            for ip in 0..cin.div_ceil(2) {
+                for s in 0..nti {
+                    for q in 0..k {
+                        if let Some(d) = words.next() {
+                            *d = pack(tap(2 * ip, s, p, q), tap(2 * ip + 1, s, p, q));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Packs the band of output rows `a0..a0 + rows` and the strip starting at output
+    /// column `b0` from image `x` (module docs); taps in the padding become zero words.
+    fn pack_band(&self, x: &[i8], zp: i32, a0: usize, rows: usize, b0: usize, band: &mut [i32]) {
+        let geo = &self.geo;
+        let (h, w, k, nti, cin) = (
+            geo.height(),
+            geo.width(),
+            geo.kernel(),
+            geo.nti(),
+            geo.in_channels(),
+        );
+        let [top, _, left, _] = geo.padding();
+        let pitch = self.pitch();
+        let plane = h * w;
+        let mut rows_out = band.chunks_exact_mut(pitch);
+        for r in 0..rows + k - 1 {
+            // Input row of band row r, if inside the image.
+            let yy = (a0 + r).checked_sub(top).filter(|&y| y < h);
+            for ip in 0..cin.div_ceil(2) {
+                for s in 0..nti {
+                    let Some(dst) = rows_out.next() else {
+                        return;
+                    };
+                    let Some(y) = yy else {
+                        dst.fill(0);
+                        continue;
+                    };
+                    let row_of = |i: usize| -> Option<&[i8]> {
+                        let start = (i * nti + s) * plane + y * w;
+                        x.get(start..start + w)
+                    };
+                    let (lo, hi) = (row_of(2 * ip), row_of(2 * ip + 1));
+                    for (c, d) in dst.iter_mut().enumerate() {
+                        // Input column of band column c, if inside the image.
+                        let xx = (b0 + c).checked_sub(left).filter(|&xx| xx < w);
+                        *d = match xx {
+                            Some(xx) => {
+                                let v = |r: Option<&[i8]>| {
+                                    r.and_then(|r| r.get(xx)).map_or(0, |&q| i32::from(q) - zp)
+                                };
+                                pack(v(lo), if hi.is_some() { v(hi) } else { 0 })
+                            }
+                            None => 0,
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Computes the band's output rows of one plane over one strip with the block
+    /// kernel and writes them requantized into `y_plane` (`H' x W'`).
+    fn band_plane(
+        &self,
+        filter: &[i32],
+        band: &[i32],
+        (a0, rows): (usize, usize),
+        (b0, width): (usize, usize),
+        tile: &Tile,
+        y_plane: &mut [i8],
+    ) {
+        let geo = &self.geo;
+        let (k, ow) = (geo.kernel(), geo.out_width());
+        let pitch = self.pitch();
+        let chunks = k * self.pair_planes;
+        let cover = Cover::of(width);
+        for a in 0..rows {
+            let row_start = a * self.pair_planes * pitch;
+            let Some(y_row) = y_plane.get_mut((a0 + a) * ow + b0..(a0 + a) * ow + b0 + width)
+            else {
+                continue;
+            };
+            let mut j = 0;
+            for np in
+                core::iter::repeat_n(3, cover.threes).chain((cover.last > 0).then_some(cover.last))
+            {
+                let mut acc = [tile.bias; BLOCK_MAX];
+                let acc = &mut acc[..np];
+                let x = band.get(row_start + j..).unwrap_or(&[]);
+                block(x, pitch, filter, k, chunks, acc);
+                for (d, &v) in y_row.iter_mut().skip(j).zip(acc.iter()) {
+                    *d = tile.output(v);
+                }
+                j += np;
+            }
+        }
+    }
+}
+
+/// The requantization of one output plane.
+struct Tile {
+    bias: i32,
+    m: Option<crate::quant::Multiplier>,
+    zp: i32,
+    range: (i32, i32),
+}
+
+impl Tile {
+    #[inline]
+    fn output(&self, acc: i32) -> i8 {
+        match self.m {
+            Some(m) => Requant::output(m, acc, self.zp, self.range),
+            None => 0,
+        }
+    }
+}
+
+/// The block kernel for this target: `asm!` for `K = 3` on Arm with the DSP
+/// extension, the portable kernel otherwise.
+#[inline]
+fn block(x: &[i32], pitch: usize, w: &[i32], k: usize, chunks: usize, acc: &mut [i32]) {
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    if arm::block(x, pitch, w, k, chunks, acc) {
+        return;
+    }
+    kernel::block(x, pitch, w, k, chunks, acc);
+}
+
+#[cfg(test)]
+mod tests;

@@ -85,112 +85,146 @@ macro_rules! chunk2 {
     };
 }
 
-/// Runs the `K = 3` block kernel when it applies (`k == 3`, 2 to 4 pixels, a chunk
-/// count that is a positive multiple of 3 below `3 * 2^16`, a pitch below
-/// `2^14` words, and slices long enough for every word the loop reads) and returns
-/// true; false leaves `acc` untouched for the portable kernel.
+/// Runs the blocks of one output row as `kernel::row` does, with the `K = 3` `asm!`
+/// blocks, when they apply (`k == 3`, a chunk count that is a positive multiple of 3
+/// up to `3 * 2^16`, a pitch below `2^14` words, and slices long enough for every
+/// word the blocks read, checked here once per row); returns false, having done
+/// nothing, otherwise.
 #[inline]
-pub(super) fn block(
-    x: &[i32],
+#[allow(clippy::too_many_arguments)]
+pub(super) fn row(
+    x_row: &[i32],
     pitch: usize,
     w: &[i32],
     k: usize,
     chunks: usize,
-    acc: &mut [i32],
+    (threes, last): (usize, usize),
+    bias: i32,
+    mut emit: impl FnMut(usize, &[i32]),
 ) -> bool {
-    let np = acc.len();
     let iterations = chunks / 3;
+    let cover = 3 * threes + last;
     let fits = k == 3
-        && (2..=4).contains(&np)
         && chunks % 3 == 0
         && (1..=1 << 16).contains(&iterations)
         && pitch < 1 << 14
         && w.len() >= 3 * chunks
-        && x.len() >= (chunks - 1) * pitch + np + 2;
+        && (last == 0 || last == 2 || last == 4)
+        && x_row.len() >= (chunks - 1) * pitch + cover + 2;
     if !fits {
         return false;
     }
     // Low half: the pitch in bytes; high half: iterations left after the first.
     let s = (((iterations - 1) << 16) | (pitch * 4)) as u32;
-    let xp = x.as_ptr();
-    let wp = w.as_ptr();
-    match acc {
-        [a0, a1] => {
-            // SAFETY: the loop reads `chunks` chunks of 4 words at `xp + c * pitch`,
-            // the last ending at word `(chunks - 1) * pitch + 4 <= x.len()`, and
-            // `3 * chunks <= w.len()` weight words; it writes only the named
-            // registers (r8-r12 and lr clobbered) and the flags, and no memory.
-            unsafe {
-                core::arch::asm!(
-                    "2:",
-                    chunk2!(),
-                    chunk2!(),
-                    chunk2!(),
-                    "subs lr, lr, #0x10000",
-                    "bhs 2b",
-                    inout("r0") *a0,
-                    inout("r1") *a1,
-                    out("r2") _, out("r3") _, out("r4") _, out("r5") _,
-                    out("r8") _, out("r9") _, out("r10") _,
-                    inout("r11") xp => _,
-                    inout("r12") wp => _,
-                    inout("lr") s => _,
-                    options(nostack, readonly),
-                );
-            }
-        }
-        [a0, a1, a2] => {
-            // SAFETY: as above with 5-word chunks (the last ends at word
-            // `(chunks - 1) * pitch + 5 <= x.len()`); r6 and r7, which operands may
-            // not name, are pushed before the loop and popped after it, so the only
-            // memory written is the 8 bytes below the stack pointer, restored.
-            unsafe {
-                core::arch::asm!(
-                    "push {{r6, r7}}",
-                    "2:",
-                    chunk3!(),
-                    chunk3!(),
-                    chunk3!(),
-                    "subs lr, lr, #0x10000",
-                    "bhs 2b",
-                    "pop {{r6, r7}}",
-                    inout("r0") *a0,
-                    inout("r1") *a1,
-                    inout("r2") *a2,
-                    out("r3") _, out("r4") _, out("r5") _,
-                    out("r8") _, out("r9") _, out("r10") _,
-                    inout("r11") xp => _,
-                    inout("r12") wp => _,
-                    inout("lr") s => _,
-                );
-            }
-        }
-        [a0, a1, a2, a3] => {
-            // SAFETY: as for 3 pixels, with 6-word chunks (the last ends at word
-            // `(chunks - 1) * pitch + 6 <= x.len()`).
-            unsafe {
-                core::arch::asm!(
-                    "push {{r6, r7}}",
-                    "2:",
-                    chunk4!(),
-                    chunk4!(),
-                    chunk4!(),
-                    "subs lr, lr, #0x10000",
-                    "bhs 2b",
-                    "pop {{r6, r7}}",
-                    inout("r0") *a0,
-                    inout("r1") *a1,
-                    inout("r2") *a2,
-                    inout("r3") *a3,
-                    out("r4") _, out("r5") _,
-                    out("r8") _, out("r9") _, out("r10") _,
-                    inout("r11") xp => _,
-                    inout("r12") wp => _,
-                    inout("lr") s => _,
-                );
-            }
-        }
-        _ => return false,
+    let (x, w) = (x_row.as_ptr(), w.as_ptr());
+    for b in 0..threes {
+        let j = 3 * b;
+        // SAFETY: block `j` reads words `j + c * pitch .. j + c * pitch + 5` of `x_row`
+        // for `c < chunks`, all below `(chunks - 1) * pitch + cover + 2 <= x_row.len()`
+        // (`j + 3 <= cover`), and `3 * chunks <= w.len()` weight words.
+        emit(j, &unsafe { block3(x.add(j), w, s, bias) });
+    }
+    let j = 3 * threes;
+    // SAFETY: as above, with `j + last == cover`.
+    match last {
+        2 => emit(j, &unsafe { block2(x.add(j), w, s, bias) }),
+        4 => emit(j, &unsafe { block4(x.add(j), w, s, bias) }),
+        _ => {}
     }
     true
+}
+
+/// The 2-pixel block from `bias`.
+///
+/// # Safety
+/// `s` as in [`row`]; for every chunk `c` of the `3 * (s >> 16) + 3`, words
+/// `x + c * pitch .. + 4` and `w + 3 * c .. + 3` are readable.
+#[inline(always)]
+unsafe fn block2(x: *const i32, w: *const i32, s: u32, bias: i32) -> [i32; 2] {
+    let (mut a0, mut a1) = (bias, bias);
+    // SAFETY: the caller's contract covers every word the loop reads; it writes only
+    // the named registers and the flags, and no memory.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            chunk2!(),
+            chunk2!(),
+            chunk2!(),
+            "subs lr, lr, #0x10000",
+            "bhs 2b",
+            inout("r0") a0,
+            inout("r1") a1,
+            out("r2") _, out("r3") _, out("r4") _, out("r5") _,
+            out("r8") _, out("r9") _, out("r10") _,
+            inout("r11") x => _,
+            inout("r12") w => _,
+            inout("lr") s => _,
+            options(nostack, readonly),
+        );
+    }
+    [a0, a1]
+}
+
+/// The 3-pixel block from `bias`.
+///
+/// # Safety
+/// As [`block2`], with 5 input words per chunk.
+#[inline(always)]
+unsafe fn block3(x: *const i32, w: *const i32, s: u32, bias: i32) -> [i32; 3] {
+    let (mut a0, mut a1, mut a2) = (bias, bias, bias);
+    // SAFETY: as in `block2`; r6 and r7, which operands may not name, are pushed
+    // before the loop and popped after it (8 bytes below the stack pointer).
+    unsafe {
+        core::arch::asm!(
+            "push {{r6, r7}}",
+            "2:",
+            chunk3!(),
+            chunk3!(),
+            chunk3!(),
+            "subs lr, lr, #0x10000",
+            "bhs 2b",
+            "pop {{r6, r7}}",
+            inout("r0") a0,
+            inout("r1") a1,
+            inout("r2") a2,
+            out("r3") _, out("r4") _, out("r5") _,
+            out("r8") _, out("r9") _, out("r10") _,
+            inout("r11") x => _,
+            inout("r12") w => _,
+            inout("lr") s => _,
+        );
+    }
+    [a0, a1, a2]
+}
+
+/// The 4-pixel block from `bias`.
+///
+/// # Safety
+/// As [`block2`], with 6 input words per chunk.
+#[inline(always)]
+unsafe fn block4(x: *const i32, w: *const i32, s: u32, bias: i32) -> [i32; 4] {
+    let (mut a0, mut a1, mut a2, mut a3) = (bias, bias, bias, bias);
+    // SAFETY: as in `block3`.
+    unsafe {
+        core::arch::asm!(
+            "push {{r6, r7}}",
+            "2:",
+            chunk4!(),
+            chunk4!(),
+            chunk4!(),
+            "subs lr, lr, #0x10000",
+            "bhs 2b",
+            "pop {{r6, r7}}",
+            inout("r0") a0,
+            inout("r1") a1,
+            inout("r2") a2,
+            inout("r3") a3,
+            out("r4") _, out("r5") _,
+            out("r8") _, out("r9") _, out("r10") _,
+            inout("r11") x => _,
+            inout("r12") w => _,
+            inout("lr") s => _,
+        );
+    }
+    [a0, a1, a2, a3]
 }

@@ -32,25 +32,65 @@ pub(crate) const fn pack(lo: i32, hi: i32) -> i32 {
     ((lo as u32 & 0xFFFF) | ((hi as u32) << 16)) as i32
 }
 
-/// The portable block kernel (module docs): `acc[j]` for `j < acc.len()`, from the
-/// input words `x` (starting at the block's first pixel of chunk 0) and weight words
+/// The portable block kernel (module docs) for `NP` pixels from `bias`: the
+/// accumulators of the block whose first input word is `x[0]`, from the weight words
 /// `w` (`chunks * k` words). Chunks whose words fall outside `x` or `w` are skipped;
 /// the driver sizes both so that none does.
-pub(crate) fn block(x: &[i32], pitch: usize, w: &[i32], k: usize, chunks: usize, acc: &mut [i32]) {
-    let np = acc.len();
+#[inline]
+pub(crate) fn block<const NP: usize>(
+    x: &[i32],
+    pitch: usize,
+    w: &[i32],
+    k: usize,
+    chunks: usize,
+    bias: i32,
+) -> [i32; NP] {
+    let mut acc = [bias; NP];
     for c in 0..chunks {
         let (Some(xs), Some(ws)) = (
-            x.get(c * pitch..).and_then(|r| r.get(..np + k - 1)),
+            x.get(c * pitch..).and_then(|r| r.get(..NP + k - 1)),
             w.get(c * k..).and_then(|r| r.get(..k)),
         ) else {
             debug_assert!(false, "chunk {c} outside the band or the filter");
             continue;
         };
         for (q, &wq) in ws.iter().enumerate() {
-            for (j, a) in acc.iter_mut().enumerate() {
-                *a = smlad(*a, xs[j + q], wq);
+            for (a, &xv) in acc.iter_mut().zip(&xs[q..]) {
+                *a = smlad(*a, xv, wq);
             }
         }
+    }
+    acc
+}
+
+/// Runs the blocks of one output row: `threes` blocks of 3 pixels, then one of
+/// `last` (0, 2 or 4) pixels, from `x_row` (the row's first input word), calling
+/// `emit(j, accumulators)` for the block starting at pixel `j`.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn row(
+    x_row: &[i32],
+    pitch: usize,
+    w: &[i32],
+    k: usize,
+    chunks: usize,
+    (threes, last): (usize, usize),
+    bias: i32,
+    mut emit: impl FnMut(usize, &[i32]),
+) {
+    for b in 0..threes {
+        let j = 3 * b;
+        emit(
+            j,
+            &block::<3>(x_row.get(j..).unwrap_or(&[]), pitch, w, k, chunks, bias),
+        );
+    }
+    let j = 3 * threes;
+    let x = x_row.get(j..).unwrap_or(&[]);
+    match last {
+        2 => emit(j, &block::<2>(x, pitch, w, k, chunks, bias)),
+        4 => emit(j, &block::<4>(x, pitch, w, k, chunks, bias)),
+        _ => {}
     }
 }
 
@@ -73,9 +113,8 @@ mod tests {
         // Two chunks, K = 2, 3 pixels, pitch 5: compare with the formula term by term.
         let x: [i32; 10] = core::array::from_fn(|i| pack(i as i32 - 4, 2 * i as i32));
         let w: [i32; 4] = [pack(1, -1), pack(3, 2), pack(-2, 5), pack(7, 1)];
-        let mut acc = [10, 20, 30];
-        block(&x, 5, &w, 2, 2, &mut acc);
-        let mut want = [10i32, 20, 30];
+        let acc = block::<3>(&x, 5, &w, 2, 2, 10);
+        let mut want = [10i32; 3];
         for c in 0..2 {
             for q in 0..2 {
                 for (j, a) in want.iter_mut().enumerate() {

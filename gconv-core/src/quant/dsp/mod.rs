@@ -34,17 +34,15 @@ mod kernel;
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 mod arm;
 
+use core::num::NonZeroUsize;
+
 use crate::error::{Buffer, Error};
 use crate::group::tables::entry_in_range;
 use crate::quant::conv::check_io_i8;
-use crate::quant::{Requant, activation_range};
+use crate::quant::{Multiplier, Requant, activation_range};
 use crate::shape::ConvGeometry;
 
 use kernel::pack;
-
-/// The block widths the kernels come in; a strip is covered by blocks of 3, with one
-/// block of 4 or 2 where the width is not a multiple of 3.
-const BLOCK_MAX: usize = 4;
 
 /// A strip of output columns and how its blocks cover it: `threes` blocks of 3, then
 /// one block of `last` (0, 2 or 4) pixels; `cover >= width` pixels are computed.
@@ -97,11 +95,13 @@ pub struct DspPlan {
     pair_planes: usize,
 }
 
-/// Rough instruction costs per word, for choosing the blocking: packing an input
-/// word, making a filter word, and one `SMLAD` with its share of the loads.
-const COST_PACK: usize = 5;
-const COST_FILTER: usize = 6;
-const COST_SMLAD: usize = 1;
+/// Rough costs in quarter instructions (Cortex-M4), for choosing the blocking:
+/// packing an input word, making a filter word, one `SMLAD` with its share of the
+/// loads, and the requantization and store of one computed output.
+const COST_PACK: usize = 28;
+const COST_FILTER: usize = 40;
+const COST_SMLAD: usize = 6;
+const COST_OUTPUT: usize = 60;
 
 impl DspPlan {
     /// Plans `geo` to run in at most `budget_words` 32-bit words of scratch.
@@ -165,13 +165,13 @@ impl DspPlan {
                 if fit < k {
                     continue;
                 }
-                let rows = (fit + 1 - k).min(oh);
+                let rows = (fit + 1 - k).min(oh).max(1);
                 let bands = oh.div_ceil(rows);
                 let packed = passes * strips * bands * (rows + k - 1) * row;
-                let computed = planes * oh * strips * cover * filter;
+                let outputs = planes * oh * strips * cover;
                 let cost = packed
                     .saturating_mul(COST_PACK)
-                    .saturating_add(computed.saturating_mul(COST_SMLAD))
+                    .saturating_add(outputs.saturating_mul(filter * COST_SMLAD + COST_OUTPUT))
                     .saturating_add(planes.saturating_mul(filter * COST_FILTER));
                 let blocking = DspBlocking {
                     planes_per_pass: per_pass,
@@ -256,7 +256,9 @@ impl DspPlan {
         Ok(())
     }
 
-    /// The driver; every buffer has been validated.
+    /// The driver; every buffer has been validated. Out of line: one call per
+    /// layer, and the firmware's panic gate sees it.
+    #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
@@ -269,8 +271,11 @@ impl DspPlan {
         band: &mut [i32],
     ) {
         let geo = &self.geo;
-        let (oh, ow, nto) = (geo.out_height(), geo.out_width(), geo.nto());
-        let planes = geo.out_channels() * nto;
+        let (oh, ow) = (geo.out_height(), geo.out_width());
+        let Some(nto) = NonZeroUsize::new(geo.nto()) else {
+            return;
+        };
+        let planes = geo.out_channels() * nto.get();
         let in_image = geo.input_len() / geo.batch().max(1);
         let out_plane = oh * ow;
         let fw = self.filter_words();
@@ -300,18 +305,18 @@ impl DspPlan {
                         for (i, f) in filters.chunks_exact(fw).take(count).enumerate() {
                             let plane = first + i;
                             let o = plane / nto;
-                            let tile = Tile {
-                                bias: bias.and_then(|b| b.get(o)).copied().unwrap_or(0),
-                                m: requant.multipliers.get(o).copied(),
-                                zp: requant.output_zero_point,
-                                range,
+                            let Some(&m) = requant.multipliers.get(o) else {
+                                debug_assert!(false, "multipliers validated");
+                                continue;
                             };
+                            let b = bias.and_then(|b| b.get(o)).copied().unwrap_or(0);
+                            let q = PlaneRequant::new(b, m, requant.output_zero_point, range);
                             let Some(y_plane) =
                                 y.get_mut(plane * out_plane..(plane + 1) * out_plane)
                             else {
                                 continue;
                             };
-                            self.band_plane(f, band, (a0, rows), (b0, width), &tile, y_plane);
+                            self.band_plane(f, band, (a0, rows), (b0, width), &q, y_plane);
                         }
                         a0 += rows;
                     }
@@ -325,7 +330,10 @@ impl DspPlan {
     /// Writes the packed filter of output plane `plane = o * nto + t` (module docs).
     fn pack_filter(&self, weight: &[i8], plane: usize, f: &mut [i32]) {
         let geo = &self.geo;
-        let (k, nti, nto, cin) = (geo.kernel(), geo.nti(), geo.nto(), geo.in_channels());
+        let (k, nti, cin) = (geo.kernel(), geo.nti(), geo.in_channels());
+        let Some(nto) = NonZeroUsize::new(geo.nto()) else {
+            return;
+        };
         let (o, t) = (plane / nto, plane % nto);
         let taps = k * k;
         let per_out = cin * nti * taps;
@@ -368,6 +376,11 @@ impl DspPlan {
         let [top, _, left, _] = geo.padding();
         let pitch = self.pitch();
         let plane = h * w;
+        // Band columns `lo..hi` read input columns `b0 + c - left`, inside the image.
+        let lo = left.saturating_sub(b0).min(pitch);
+        let hi = (w + left).saturating_sub(b0).clamp(lo, pitch);
+        let x0 = b0 + lo - left.min(b0 + lo);
+        let n = hi - lo;
         let mut rows_out = band.chunks_exact_mut(pitch);
         for r in 0..rows + k - 1 {
             // Input row of band row r, if inside the image.
@@ -375,29 +388,29 @@ impl DspPlan {
             for ip in 0..cin.div_ceil(2) {
                 for s in 0..nti {
                     let Some(dst) = rows_out.next() else {
+                        debug_assert!(false, "band shorter than its rows");
                         return;
                     };
                     let Some(y) = yy else {
                         dst.fill(0);
                         continue;
                     };
-                    let row_of = |i: usize| -> Option<&[i8]> {
-                        let start = (i * nti + s) * plane + y * w;
-                        x.get(start..start + w)
+                    let src = |i: usize| -> &[i8] {
+                        let start = (i * nti + s) * plane + y * w + x0;
+                        x.get(start..start + n).unwrap_or(&[])
                     };
-                    let (lo, hi) = (row_of(2 * ip), row_of(2 * ip + 1));
-                    for (c, d) in dst.iter_mut().enumerate() {
-                        // Input column of band column c, if inside the image.
-                        let xx = (b0 + c).checked_sub(left).filter(|&xx| xx < w);
-                        *d = match xx {
-                            Some(xx) => {
-                                let v = |r: Option<&[i8]>| {
-                                    r.and_then(|r| r.get(xx)).map_or(0, |&q| i32::from(q) - zp)
-                                };
-                                pack(v(lo), if hi.is_some() { v(hi) } else { 0 })
-                            }
-                            None => 0,
-                        };
+                    let (head, rest) = dst.split_at_mut(lo);
+                    let (mid, tail) = rest.split_at_mut(n);
+                    head.fill(0);
+                    tail.fill(0);
+                    if 2 * ip + 1 < cin {
+                        for ((d, &l), &u) in mid.iter_mut().zip(src(2 * ip)).zip(src(2 * ip + 1)) {
+                            *d = pack(i32::from(l) - zp, i32::from(u) - zp);
+                        }
+                    } else {
+                        for (d, &l) in mid.iter_mut().zip(src(2 * ip)) {
+                            *d = pack(i32::from(l) - zp, 0);
+                        }
                     }
                 }
             }
@@ -405,14 +418,14 @@ impl DspPlan {
     }
 
     /// Computes the band's output rows of one plane over one strip with the block
-    /// kernel and writes them requantized into `y_plane` (`H' x W'`).
+    /// kernels and writes them requantized into `y_plane` (`H' x W'`).
     fn band_plane(
         &self,
         filter: &[i32],
         band: &[i32],
         (a0, rows): (usize, usize),
         (b0, width): (usize, usize),
-        tile: &Tile,
+        q: &PlaneRequant,
         y_plane: &mut [i8],
     ) {
         let geo = &self.geo;
@@ -420,56 +433,67 @@ impl DspPlan {
         let pitch = self.pitch();
         let chunks = k * self.pair_planes;
         let cover = Cover::of(width);
+        let blocks = (cover.threes, cover.last);
         for a in 0..rows {
-            let row_start = a * self.pair_planes * pitch;
-            let Some(y_row) = y_plane.get_mut((a0 + a) * ow + b0..(a0 + a) * ow + b0 + width)
-            else {
+            let x_row = band.get(a * self.pair_planes * pitch..).unwrap_or(&[]);
+            let start = (a0 + a) * ow + b0;
+            let Some(y_row) = y_plane.get_mut(start..start + width) else {
+                debug_assert!(false, "output row {a} outside the plane");
                 continue;
             };
-            let mut j = 0;
-            for np in
-                core::iter::repeat_n(3, cover.threes).chain((cover.last > 0).then_some(cover.last))
-            {
-                let mut acc = [tile.bias; BLOCK_MAX];
-                let acc = &mut acc[..np];
-                let x = band.get(row_start + j..).unwrap_or(&[]);
-                block(x, pitch, filter, k, chunks, acc);
-                for (d, &v) in y_row.iter_mut().skip(j).zip(acc.iter()) {
-                    *d = tile.output(v);
+            let mut emit = |j: usize, acc: &[i32]| {
+                for (d, &v) in y_row.iter_mut().skip(j).zip(acc) {
+                    *d = q.output(v);
                 }
-                j += np;
+            };
+            #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+            if arm::row(x_row, pitch, filter, k, chunks, blocks, q.bias, &mut emit) {
+                continue;
             }
+            kernel::row(x_row, pitch, filter, k, chunks, blocks, q.bias, &mut emit);
         }
     }
 }
 
-/// The requantization of one output plane.
-struct Tile {
+/// The requantization of one output plane, its constants taken apart once:
+/// [`Requant::output`] of [`Multiplier::apply`], bit for bit.
+#[derive(Clone, Copy, Debug)]
+struct PlaneRequant {
     bias: i32,
-    m: Option<crate::quant::Multiplier>,
-    zp: i32,
+    left: u32,
+    multiplier: i32,
+    right: u32,
+    zero_point: i32,
     range: (i32, i32),
 }
 
-impl Tile {
-    #[inline]
-    fn output(&self, acc: i32) -> i8 {
-        match self.m {
-            Some(m) => Requant::output(m, acc, self.zp, self.range),
-            None => 0,
+impl PlaneRequant {
+    fn new(bias: i32, m: Multiplier, zero_point: i32, range: (i32, i32)) -> Self {
+        let shift = m.shift();
+        PlaneRequant {
+            bias,
+            left: shift.max(0).unsigned_abs(),
+            multiplier: m.multiplier(),
+            right: shift.min(0).unsigned_abs().min(31),
+            zero_point,
+            range,
         }
     }
-}
 
-/// The block kernel for this target: `asm!` for `K = 3` on Arm with the DSP
-/// extension, the portable kernel otherwise.
-#[inline]
-fn block(x: &[i32], pitch: usize, w: &[i32], k: usize, chunks: usize, acc: &mut [i32]) {
-    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-    if arm::block(x, pitch, w, k, chunks, acc) {
-        return;
+    /// `clamp(M.apply(acc) + zp, range)`: the left shift (wrapping), gemmlowp's
+    /// `SaturatingRoundingDoublingHighMul` as `floor((a * m + 2^30) / 2^31)` (its
+    /// saturating case needs `m == i32::MIN`, which a multiplier never is), then
+    /// `RoundingDivideByPOT`.
+    #[inline(always)]
+    fn output(&self, acc: i32) -> i8 {
+        let a = acc.wrapping_shl(self.left);
+        let high = ((i64::from(a) * i64::from(self.multiplier) + (1 << 30)) >> 31) as i32;
+        let mask = ((1u64 << self.right) - 1) as i32;
+        let threshold = (mask >> 1) + i32::from(high < 0);
+        let y = (high >> self.right) + i32::from((high & mask) > threshold);
+        y.saturating_add(self.zero_point)
+            .clamp(self.range.0, self.range.1) as i8
     }
-    kernel::block(x, pitch, w, k, chunks, acc);
 }
 
 #[cfg(test)]

@@ -271,3 +271,33 @@ fn errors() {
             .is_ok()
     );
 }
+
+/// The per-plane requantization equals `Requant::output` of `Multiplier::apply` on
+/// accumulators across the int32 range, for shifts left and right.
+#[test]
+fn plane_requant_equals_multiplier_apply() {
+    let reals = [1.7, 0.5, 0.0123, 0.00071, 3.0e-9, 1.0, 0.999_999_9, 1000.0];
+    let mut seed = 1u32;
+    for real in reals {
+        let m = Multiplier::from_real(real).unwrap();
+        for (zp, relu) in [(3, false), (-128, true), (127, true), (-7, false)] {
+            let range = crate::quant::activation_range(zp, relu);
+            let q = PlaneRequant::new(0, m, zp, range);
+            let n = if cfg!(miri) { 200 } else { 20_000 };
+            for i in 0..n {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let acc = match i % 4 {
+                    0 => seed as i32,
+                    1 => (seed as i32) >> 12,
+                    2 => (seed as i32) >> 20,
+                    _ => [i32::MIN, i32::MAX, 0, -1, 1, 1 << 30, -(1 << 30)][i % 7],
+                };
+                assert_eq!(
+                    q.output(acc),
+                    Requant::output(m, acc, zp, range),
+                    "real {real} acc {acc} zp {zp} relu {relu}"
+                );
+            }
+        }
+    }
+}

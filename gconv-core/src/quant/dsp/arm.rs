@@ -86,10 +86,10 @@ macro_rules! chunk2 {
 }
 
 /// Runs the blocks of one output row as `kernel::row` does, with the `K = 3` `asm!`
-/// blocks, when they apply (`k == 3`, a chunk count that is a positive multiple of 3
-/// up to `3 * 2^16`, a pitch below `2^14` words, and slices long enough for every
-/// word the blocks read, checked here once per row); returns false, having done
-/// nothing, otherwise.
+/// blocks, when they apply (`k == 3`, a positive chunk count below `2^16` iterations
+/// of 3 chunks, or of 1 when the count is not a multiple of 3, a pitch below `2^14`
+/// words, and slices long enough for every word the blocks read and write, checked
+/// here once per row); returns false, having done nothing, otherwise.
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn row(
@@ -100,93 +100,96 @@ pub(super) fn row(
     chunks: usize,
     (threes, last): (usize, usize),
     bias: i32,
-    mut emit: impl FnMut(usize, &[i32]),
+    out: &mut [i32],
 ) -> bool {
-    let iterations = chunks / 3;
+    let by3 = chunks % 3 == 0;
+    let iterations = if by3 { chunks / 3 } else { chunks };
     let cover = 3 * threes + last;
     let fits = k == 3
-        && chunks % 3 == 0
         && (1..=1 << 16).contains(&iterations)
         && pitch < 1 << 14
         && w.len() >= 3 * chunks
         && (last == 0 || last == 2 || last == 4)
+        && out.len() >= cover
         && x_row.len() >= (chunks - 1) * pitch + cover + 2;
     if !fits {
         return false;
     }
     // Low half: the pitch in bytes; high half: iterations left after the first.
     let s = (((iterations - 1) << 16) | (pitch * 4)) as u32;
-    let (x, w) = (x_row.as_ptr(), w.as_ptr());
-    for b in 0..threes {
-        let j = 3 * b;
-        // SAFETY: block `j` reads words `j + c * pitch .. j + c * pitch + 5` of `x_row`
-        // for `c < chunks`, all below `(chunks - 1) * pitch + cover + 2 <= x_row.len()`
-        // (`j + 3 <= cover`), and `3 * chunks <= w.len()` weight words.
-        emit(j, &unsafe { block3(x.add(j), w, s, bias) });
-    }
-    let j = 3 * threes;
-    // SAFETY: as above, with `j + last == cover`.
-    match last {
-        2 => emit(j, &unsafe { block2(x.add(j), w, s, bias) }),
-        4 => emit(j, &unsafe { block4(x.add(j), w, s, bias) }),
-        _ => {}
+    let (x, w, y) = (x_row.as_ptr(), w.as_ptr(), out.as_mut_ptr());
+    // SAFETY (all calls): block `j` reads words `j + c * pitch .. j + c * pitch + NP
+    // + 2` of `x_row` for `c < chunks`, all below `(chunks - 1) * pitch + cover + 2
+    // <= x_row.len()` (`j + NP <= cover`), `3 * chunks <= w.len()` weight words,
+    // and writes `out[j..j + NP]`, `j + NP <= cover <= out.len()`.
+    unsafe {
+        if threes > 0 {
+            if by3 {
+                blocks3::<3>(x, w, s, bias, y, threes);
+            } else {
+                blocks3::<1>(x, w, s, bias, y, threes);
+            }
+        }
+        let j = 3 * threes;
+        let (x, y) = (x.add(j), y.add(j));
+        match (last, by3) {
+            (2, true) => block2::<3>(x, w, s, bias, y),
+            (2, false) => block2::<1>(x, w, s, bias, y),
+            (4, true) => block4::<3>(x, w, s, bias, y),
+            (4, false) => block4::<1>(x, w, s, bias, y),
+            _ => {}
+        }
     }
     true
 }
 
-/// The 2-pixel block from `bias`.
-///
-/// # Safety
-/// `s` as in [`row`]; for every chunk `c` of the `3 * (s >> 16) + 3`, words
-/// `x + c * pitch .. + 4` and `w + 3 * c .. + 3` are readable.
-#[inline(always)]
-unsafe fn block2(x: *const i32, w: *const i32, s: u32, bias: i32) -> [i32; 2] {
-    let (mut a0, mut a1) = (bias, bias);
-    // SAFETY: the caller's contract covers every word the loop reads; it writes only
-    // the named registers and the flags, and no memory.
-    unsafe {
-        core::arch::asm!(
-            "2:",
-            chunk2!(),
-            chunk2!(),
-            chunk2!(),
-            "subs lr, lr, #0x10000",
-            "bhs 2b",
-            inout("r0") a0,
-            inout("r1") a1,
-            out("r2") _, out("r3") _, out("r4") _, out("r5") _,
-            out("r8") _, out("r9") _, out("r10") _,
-            inout("r11") x => _,
-            inout("r12") w => _,
-            inout("lr") s => _,
-            options(nostack, readonly),
-        );
-    }
-    [a0, a1]
+/// An `asm!` block whose loop runs `U` chunks per iteration (1 or 3), counted in
+/// the high half of `lr`: `dsp_asm!(U; chunk; "prologue", ...; "epilogue", ...;
+/// operands)`.
+macro_rules! dsp_asm {
+    ($u:expr; $chunk:ident; $($pro:literal),*; $($epi:literal),*; $($operands:tt)*) => {
+        if $u == 3 {
+            core::arch::asm!(
+                $($pro,)*
+                "2:",
+                $chunk!(),
+                $chunk!(),
+                $chunk!(),
+                "subs lr, lr, #0x10000",
+                "bhs 2b",
+                $($epi,)*
+                $($operands)*
+            )
+        } else {
+            core::arch::asm!(
+                $($pro,)*
+                "2:",
+                $chunk!(),
+                "subs lr, lr, #0x10000",
+                "bhs 2b",
+                $($epi,)*
+                $($operands)*
+            )
+        }
+    };
 }
 
-/// The 3-pixel block from `bias`.
+/// The 2-pixel block from `bias`, accumulators stored to `y[0..2]`.
 ///
 /// # Safety
-/// As [`block2`], with 5 input words per chunk.
+/// `s` as in [`row`] with `U` chunks per iteration; for every chunk `c`, words
+/// `x + c * pitch .. + 4` and `w + 3 * c .. + 3` are readable; `y[0..2]` writable.
 #[inline(always)]
-unsafe fn block3(x: *const i32, w: *const i32, s: u32, bias: i32) -> [i32; 3] {
-    let (mut a0, mut a1, mut a2) = (bias, bias, bias);
-    // SAFETY: as in `block2`; r6 and r7, which operands may not name, are pushed
-    // before the loop and popped after it (8 bytes below the stack pointer).
+unsafe fn block2<const U: usize>(x: *const i32, w: *const i32, s: u32, bias: i32, y: *mut i32) {
+    // SAFETY: the caller's contract covers every word read and written; `y` waits
+    // on the stack (4 bytes, popped) while the loop uses every free register.
     unsafe {
-        core::arch::asm!(
-            "push {{r6, r7}}",
-            "2:",
-            chunk3!(),
-            chunk3!(),
-            chunk3!(),
-            "subs lr, lr, #0x10000",
-            "bhs 2b",
-            "pop {{r6, r7}}",
-            inout("r0") a0,
-            inout("r1") a1,
-            inout("r2") a2,
+        dsp_asm!(U; chunk2;
+            "push {{r2}}", "mov r1, r0";
+            "pop {{r4}}", "stm r4, {{r0, r1}}";
+            inout("r0") bias => _,
+            out("r1") _,
+            inout("r2") y => _,
             out("r3") _, out("r4") _, out("r5") _,
             out("r8") _, out("r9") _, out("r10") _,
             inout("r11") x => _,
@@ -194,37 +197,68 @@ unsafe fn block3(x: *const i32, w: *const i32, s: u32, bias: i32) -> [i32; 3] {
             inout("lr") s => _,
         );
     }
-    [a0, a1, a2]
 }
 
-/// The 4-pixel block from `bias`.
+/// The 4-pixel block from `bias`, accumulators stored to `y[0..4]`.
 ///
 /// # Safety
-/// As [`block2`], with 6 input words per chunk.
+/// As [`block2`], with 6 input words per chunk and `y[0..4]`.
 #[inline(always)]
-unsafe fn block4(x: *const i32, w: *const i32, s: u32, bias: i32) -> [i32; 4] {
-    let (mut a0, mut a1, mut a2, mut a3) = (bias, bias, bias, bias);
-    // SAFETY: as in `block3`.
+unsafe fn block4<const U: usize>(x: *const i32, w: *const i32, s: u32, bias: i32, y: *mut i32) {
+    // SAFETY: as in `block2`; r6 and r7, which operands may not name, are pushed
+    // before the loop and popped after it (8 bytes below the stack pointer).
     unsafe {
-        core::arch::asm!(
-            "push {{r6, r7}}",
-            "2:",
-            chunk4!(),
-            chunk4!(),
-            chunk4!(),
-            "subs lr, lr, #0x10000",
-            "bhs 2b",
-            "pop {{r6, r7}}",
-            inout("r0") a0,
-            inout("r1") a1,
-            inout("r2") a2,
-            inout("r3") a3,
-            out("r4") _, out("r5") _,
+        dsp_asm!(U; chunk4;
+            "push {{r6, r7}}", "push {{r2}}", "mov r1, r0", "mov r2, r0", "mov r3, r0";
+            "pop {{r4}}", "stm r4, {{r0, r1, r2, r3}}", "pop {{r6, r7}}";
+            inout("r0") bias => _,
+            out("r1") _,
+            inout("r2") y => _,
+            out("r3") _, out("r4") _, out("r5") _,
             out("r8") _, out("r9") _, out("r10") _,
             inout("r11") x => _,
             inout("r12") w => _,
             inout("lr") s => _,
         );
     }
-    [a0, a1, a2, a3]
+}
+
+/// `count >= 1` adjacent 3-pixel blocks from `bias` (block `b` at `x + 3 * b`),
+/// accumulators stored to `y[3 * b..3 * b + 3]`. The loop keeps its state (bias,
+/// block pointer, weights, `s`, output pointer, blocks left) in a 24-byte frame on
+/// the stack, reloaded with one `ldm` per block.
+///
+/// # Safety
+/// As [`block2`] for every block, with 5 input words per chunk; `y` is writable for
+/// `3 * count` words.
+#[inline(always)]
+unsafe fn blocks3<const U: usize>(
+    x: *const i32,
+    w: *const i32,
+    s: u32,
+    bias: i32,
+    y: *mut i32,
+    count: usize,
+) {
+    // SAFETY: the caller's contract covers every word read and written; r6 and r7
+    // are pushed and popped, and the frame is popped (`add sp, #24`) before the end.
+    unsafe {
+        dsp_asm!(U; chunk3;
+            "push {{r6, r7}}", "push {{r3, r4}}", "push {{r0, r11, r12, lr}}",
+            "3:", "ldm sp, {{r0, r11, r12, lr}}", "mov r1, r0", "mov r2, r0";
+            "ldr r3, [sp, #16]", "stm r3!, {{r0, r1, r2}}", "str r3, [sp, #16]",
+            "ldr r3, [sp, #4]", "adds r3, #12", "str r3, [sp, #4]",
+            "ldr r3, [sp, #20]", "subs r3, #1", "str r3, [sp, #20]", "bne 3b",
+            "add sp, #24", "pop {{r6, r7}}";
+            inout("r0") bias => _,
+            out("r1") _, out("r2") _,
+            inout("r3") y => _,
+            inout("r4") count => _,
+            out("r5") _,
+            out("r8") _, out("r9") _, out("r10") _,
+            inout("r11") x => _,
+            inout("r12") w => _,
+            inout("lr") s => _,
+        );
+    }
 }

@@ -64,8 +64,9 @@ pub(crate) fn block<const NP: usize>(
 }
 
 /// Runs the blocks of one output row: `threes` blocks of 3 pixels, then one of
-/// `last` (0, 2 or 4) pixels, from `x_row` (the row's first input word), calling
-/// `emit(j, accumulators)` for the block starting at pixel `j`.
+/// `last` (0, 2 or 4) pixels, from `x_row` (the row's first input word), writing
+/// the accumulators of pixel `j` to `out[j]` (`out` holds at least
+/// `3 * threes + last` words).
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn row(
@@ -76,11 +77,16 @@ pub(crate) fn row(
     chunks: usize,
     (threes, last): (usize, usize),
     bias: i32,
-    mut emit: impl FnMut(usize, &[i32]),
+    out: &mut [i32],
 ) {
+    let mut put = |j: usize, acc: &[i32]| {
+        for (d, &v) in out.iter_mut().skip(j).zip(acc) {
+            *d = v;
+        }
+    };
     for b in 0..threes {
         let j = 3 * b;
-        emit(
+        put(
             j,
             &block::<3>(x_row.get(j..).unwrap_or(&[]), pitch, w, k, chunks, bias),
         );
@@ -88,8 +94,8 @@ pub(crate) fn row(
     let j = 3 * threes;
     let x = x_row.get(j..).unwrap_or(&[]);
     match last {
-        2 => emit(j, &block::<2>(x, pitch, w, k, chunks, bias)),
-        4 => emit(j, &block::<4>(x, pitch, w, k, chunks, bias)),
+        2 => put(j, &block::<2>(x, pitch, w, k, chunks, bias)),
+        4 => put(j, &block::<4>(x, pitch, w, k, chunks, bias)),
         _ => {}
     }
 }

@@ -76,6 +76,10 @@ impl Cover {
     }
 }
 
+/// The widest strip, in output columns (the accumulators of one strip row live in
+/// an array of this length on the stack).
+const STRIP_MAX: usize = 64;
+
 /// How a layer is cut to fit the scratch (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DspBlocking {
@@ -156,7 +160,7 @@ impl DspPlan {
                 break;
             };
             let passes = planes.div_ceil(per_pass);
-            for strips in 1..=ow {
+            for strips in ow.div_ceil(STRIP_MAX).max(1)..=ow {
                 let width = ow.div_ceil(strips);
                 let strips = ow.div_ceil(width);
                 let cover = Cover::of(width).pixels();
@@ -434,6 +438,7 @@ impl DspPlan {
         let chunks = k * self.pair_planes;
         let cover = Cover::of(width);
         let blocks = (cover.threes, cover.last);
+        let mut acc = [0i32; STRIP_MAX];
         for a in 0..rows {
             let x_row = band.get(a * self.pair_planes * pitch..).unwrap_or(&[]);
             let start = (a0 + a) * ow + b0;
@@ -441,28 +446,43 @@ impl DspPlan {
                 debug_assert!(false, "output row {a} outside the plane");
                 continue;
             };
-            let mut emit = |j: usize, acc: &[i32]| {
-                for (d, &v) in y_row.iter_mut().skip(j).zip(acc) {
-                    *d = q.output(v);
-                }
-            };
             #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-            if arm::row(x_row, pitch, filter, k, chunks, blocks, q.bias, &mut emit) {
-                continue;
+            let done = arm::row(x_row, pitch, filter, k, chunks, blocks, q.bias, &mut acc);
+            #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+            let done = false;
+            if !done {
+                kernel::row(x_row, pitch, filter, k, chunks, blocks, q.bias, &mut acc);
             }
-            kernel::row(x_row, pitch, filter, k, chunks, blocks, q.bias, &mut emit);
+            q.row(&acc, y_row);
         }
     }
 }
 
 /// The requantization of one output plane, its constants taken apart once:
 /// [`Requant::output`] of [`Multiplier::apply`], bit for bit.
+///
+/// With `P = a * m + 2^30` (`a` the accumulator shifted left by `max(shift, 0)`),
+/// gemmlowp's two roundings are `z = floor(P / 2^31)` (its `SaturatingRounding
+/// DoublingHighMul`; the saturating case needs `m == i32::MIN`, which a multiplier
+/// never is) and `y = floor((z + 2^(e-1) - [z < 0]) / 2^e)` (`RoundingDivideByPOT`
+/// by `e = max(-shift, 0) >= 1`). Since `floor(floor(Q / 2^31) / 2^e) = floor(Q /
+/// 2^(31+e))` and `z < 0` exactly when `P < 0`, both fold into one 64-bit sum,
+///
+/// ```text
+/// y = floor((a * m + 2^30 + 2^(30+e) - [P < 0] * 2^31) / 2^(31+e))
+/// ```
+///
+/// and `[P < 0]` may be taken as `[a < 0]`: they differ only for `-2^30 <= a * m < 0`,
+/// where both give 0. So `y` is the high word of one multiply-accumulate shifted
+/// right by `e - 1`. `e = 0` (effective scales of 1/2 and more) takes the two steps.
 #[derive(Clone, Copy, Debug)]
 struct PlaneRequant {
     bias: i32,
     left: u32,
     multiplier: i32,
     right: u32,
+    /// `2^30 + 2^(30+e)` for `e >= 1`.
+    nudge: i64,
     zero_point: i32,
     range: (i32, i32),
 }
@@ -470,29 +490,52 @@ struct PlaneRequant {
 impl PlaneRequant {
     fn new(bias: i32, m: Multiplier, zero_point: i32, range: (i32, i32)) -> Self {
         let shift = m.shift();
+        let right = shift.min(0).unsigned_abs().min(31);
         PlaneRequant {
             bias,
             left: shift.max(0).unsigned_abs(),
             multiplier: m.multiplier(),
-            right: shift.min(0).unsigned_abs().min(31),
+            right,
+            nudge: (1i64 << 30) + (1i64 << (30 + right)),
             zero_point,
             range,
         }
     }
 
-    /// `clamp(M.apply(acc) + zp, range)`: the left shift (wrapping), gemmlowp's
-    /// `SaturatingRoundingDoublingHighMul` as `floor((a * m + 2^30) / 2^31)` (its
-    /// saturating case needs `m == i32::MIN`, which a multiplier never is), then
-    /// `RoundingDivideByPOT`.
+    /// `clamp(M.apply(acc) + zp, range)` (the type docs).
     #[inline(always)]
     fn output(&self, acc: i32) -> i8 {
-        let a = acc.wrapping_shl(self.left);
-        let high = ((i64::from(a) * i64::from(self.multiplier) + (1 << 30)) >> 31) as i32;
-        let mask = ((1u64 << self.right) - 1) as i32;
-        let threshold = (mask >> 1) + i32::from(high < 0);
-        let y = (high >> self.right) + i32::from((high & mask) > threshold);
+        let y = if self.right >= 1 {
+            let p = i64::from(acc) * i64::from(self.multiplier) + self.nudge
+                - (i64::from(acc < 0) << 31);
+            ((p >> 32) as i32) >> (self.right - 1)
+        } else {
+            let a = acc.wrapping_shl(self.left);
+            ((i64::from(a) * i64::from(self.multiplier) + (1 << 30)) >> 31) as i32
+        };
         y.saturating_add(self.zero_point)
             .clamp(self.range.0, self.range.1) as i8
+    }
+
+    /// Requantizes `acc` into `y` (as many as the shorter holds).
+    #[inline]
+    fn row(&self, acc: &[i32], y: &mut [i8]) {
+        // Two loops, so that the test of `e` is outside them.
+        if self.right >= 1 {
+            for (d, &v) in y.iter_mut().zip(acc) {
+                let p = i64::from(v) * i64::from(self.multiplier) + self.nudge
+                    - (i64::from(v < 0) << 31);
+                let q = ((p >> 32) as i32) >> (self.right - 1);
+                *d = q
+                    .saturating_add(self.zero_point)
+                    .clamp(-128, 127)
+                    .max(self.range.0) as i8;
+            }
+        } else {
+            for (d, &v) in y.iter_mut().zip(acc) {
+                *d = self.output(v);
+            }
+        }
     }
 }
 

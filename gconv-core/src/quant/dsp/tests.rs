@@ -276,7 +276,19 @@ fn errors() {
 /// accumulators across the int32 range, for shifts left and right.
 #[test]
 fn plane_requant_equals_multiplier_apply() {
-    let reals = [1.7, 0.5, 0.0123, 0.00071, 3.0e-9, 1.0, 0.999_999_9, 1000.0];
+    let reals = [
+        1.7,
+        0.5,
+        0.25,
+        0.499_999,
+        0.0123,
+        0.00071,
+        3.0e-9,
+        4.7e-10,
+        1.0,
+        0.999_999_9,
+        1000.0,
+    ];
     let mut seed = 1u32;
     for real in reals {
         let m = Multiplier::from_real(real).unwrap();
@@ -292,12 +304,41 @@ fn plane_requant_equals_multiplier_apply() {
                     2 => (seed as i32) >> 20,
                     _ => [i32::MIN, i32::MAX, 0, -1, 1, 1 << 30, -(1 << 30)][i % 7],
                 };
+                let want = Requant::output(m, acc, zp, range);
                 assert_eq!(
                     q.output(acc),
-                    Requant::output(m, acc, zp, range),
+                    want,
                     "real {real} acc {acc} zp {zp} relu {relu}"
                 );
+                let mut y = [0i8; 1];
+                q.row(&[acc], &mut y);
+                assert_eq!(y[0], want, "row: real {real} acc {acc} zp {zp} relu {relu}");
             }
+        }
+    }
+}
+
+/// The folded requantization on every exponent `shift` in `-31..=30` with random
+/// significands and accumulators of every magnitude.
+#[test]
+fn plane_requant_every_shift() {
+    let mut seed = 7u32;
+    let mut next = || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        seed
+    };
+    let per_shift = if cfg!(miri) { 20 } else { 3_000 };
+    for shift in -31..=30 {
+        for i in 0..per_shift {
+            let m = Multiplier::from_parts((1 << 30) | (next() >> 2) as i32, shift).unwrap();
+            let acc = (next() as i32) >> (i % 32);
+            let (zp, relu) = ((next() % 256) as i32 - 128, i % 3 == 0);
+            let range = crate::quant::activation_range(zp, relu);
+            let q = PlaneRequant::new(0, m, zp, range);
+            let want = Requant::output(m, acc, zp, range);
+            let mut y = [0i8; 1];
+            q.row(&[acc], &mut y);
+            assert_eq!(y[0], want, "shift {shift} m {} acc {acc}", m.multiplier());
         }
     }
 }

@@ -55,7 +55,7 @@ pub(crate) fn block<const NP: usize>(
             continue;
         };
         for (q, &wq) in ws.iter().enumerate() {
-            for (a, &xv) in acc.iter_mut().zip(&xs[q..]) {
+            for (a, &xv) in acc.iter_mut().zip(xs.iter().skip(q)) {
                 *a = smlad(*a, xv, wq);
             }
         }

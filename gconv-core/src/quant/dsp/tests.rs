@@ -197,7 +197,8 @@ fn small_budgets_force_passes_strips_and_bands() {
         Padding::Same,
     );
     let geo = s.geometry::<C4>(Domain::Group).unwrap();
-    let filter = 9 * 2 * 4;
+    // One filter (K*K*P2 words and its weight sum) and a K-row band of a 2-pixel strip.
+    let filter = 9 * 2 * 4 + 1;
     // The smallest budget: one filter, a band of K rows of a 2-pixel strip.
     let smallest = filter + 3 * 8 * 4;
     assert_eq!(

@@ -97,6 +97,9 @@ pub struct DspPlan {
     geo: ConvGeometry,
     blocking: DspBlocking,
     pair_planes: usize,
+    /// One input plane (lifting from one channel): words pair two input rows of it
+    /// instead of two channels (see the module docs).
+    rows_paired: bool,
 }
 
 /// The cost of a blocking, in tenths of Cortex-M4 instructions, fitted by least
@@ -182,9 +185,15 @@ impl DspPlan {
             .div_ceil(2)
             .checked_mul(geo.nti())
             .ok_or(Error::SizeOverflow)?;
-        let filter = k
+        let rows_paired = geo.in_channels() == 1 && geo.nti() == 1 && k >= 2;
+        // Words per filter: one per tap row of a chunk, chunks of K taps, and the sum.
+        let chunks = if rows_paired {
+            k.div_ceil(2)
+        } else {
+            k.checked_mul(pair_planes).ok_or(Error::SizeOverflow)?
+        };
+        let filter = chunks
             .checked_mul(k)
-            .and_then(|kk| kk.checked_mul(pair_planes))
             .and_then(|f| f.checked_add(1))
             .ok_or(Error::SizeOverflow)?;
         let (oh, ow) = (geo.out_height(), geo.out_width());
@@ -251,6 +260,7 @@ impl DspPlan {
             geo: *geo,
             blocking,
             pair_planes,
+            rows_paired,
         })
     }
 
@@ -284,11 +294,20 @@ impl DspPlan {
         self.blocking
     }
 
-    /// Words of one output plane's packed filter, `K * K * P2`, plus one for the sum
+    /// Chunks of the band walk: `K * P2`, or `ceil(K / 2)` with paired rows.
+    const fn chunks(&self) -> usize {
+        let k = self.geo.kernel();
+        if self.rows_paired {
+            k.div_ceil(2)
+        } else {
+            k * self.pair_planes
+        }
+    }
+
+    /// Words of one output plane's packed filter, `K` per chunk, plus one for the sum
     /// of its weights.
     const fn filter_words(&self) -> usize {
-        let k = self.geo.kernel();
-        k * k * self.pair_planes + 1
+        self.chunks() * self.geo.kernel() + 1
     }
 
     /// Words between two chunks of a band: the strip's covered width plus `K - 1`.
@@ -449,6 +468,25 @@ impl DspPlan {
         };
         let channel = nti * taps;
         let mut total = 0i32;
+        if self.rows_paired {
+            // One input plane: chunk r pairs filter rows 2r and 2r + 1 (0 past K).
+            let tap = |p: usize, q: usize| -> i32 {
+                if p >= k {
+                    return 0;
+                }
+                let (_, u, v) = entry_in_range(nti, k, t, 0, p, q);
+                raw.get(u * k + v).map_or(0, |&w| i32::from(w))
+            };
+            for (c, chunk) in words.chunks_exact_mut(k.max(1)).enumerate() {
+                for (q, d) in chunk.iter_mut().enumerate() {
+                    let (lo, hi) = (tap(2 * c, q), tap(2 * c + 1, q));
+                    total = total.wrapping_add(lo + hi);
+                    *d = pack(lo, hi);
+                }
+            }
+            *sum = total;
+            return;
+        }
         for p in 0..k {
             for s in 0..nti {
                 for q in 0..k {
@@ -497,6 +535,36 @@ impl DspPlan {
         let x0 = b0 + lo - left.min(b0 + lo);
         let n = hi - lo;
         let mut rows_out = band.chunks_exact_mut(pitch);
+        if self.rows_paired {
+            // One input plane: band row r pairs input rows y and y + 1.
+            let row_at = |r: usize| -> Option<&[i8]> {
+                let y = (a0 + r).checked_sub(top).filter(|&y| y < h)?;
+                x.get(y * w + x0..y * w + x0 + n)
+            };
+            for (r, dst) in rows_out.take(rows + k - 1).enumerate() {
+                let Some((head, rest)) = dst.split_at_mut_checked(lo) else {
+                    continue;
+                };
+                let Some((mid, tail)) = rest.split_at_mut_checked(n) else {
+                    continue;
+                };
+                for d in head.iter_mut().chain(tail.iter_mut()) {
+                    *d = pad;
+                }
+                match (row_at(r), row_at(r + 1)) {
+                    (Some(l), Some(u)) => pack_row(l, u, mid),
+                    (l, u) => {
+                        let v = |row: Option<&[i8]>, c: usize| {
+                            row.and_then(|row| row.get(c)).map_or(zp, |&q| i32::from(q))
+                        };
+                        for (c, d) in mid.iter_mut().enumerate() {
+                            *d = pack(v(l, c), v(u, c));
+                        }
+                    }
+                }
+            }
+            return;
+        }
         for r in 0..rows + k - 1 {
             // Input row of band row r, if inside the image.
             let yy = (a0 + r).checked_sub(top).filter(|&y| y < h);
@@ -546,7 +614,9 @@ impl DspPlan {
         let geo = &self.geo;
         let (k, ow) = (geo.kernel(), geo.out_width());
         let pitch = self.pitch();
-        let chunks = k * self.pair_planes;
+        let chunks = self.chunks();
+        // Chunks are a pitch apart, or two with paired rows (filter rows 2r, 2r + 1).
+        let step = if self.rows_paired { 2 * pitch } else { pitch };
         let cover = Cover::of(width);
         let blocks = (cover.threes, cover.last);
         for a in 0..rows {
@@ -557,11 +627,11 @@ impl DspPlan {
                 continue;
             };
             #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-            let done = arm::row(x_row, pitch, filter, k, chunks, blocks, q.bias, acc);
+            let done = arm::row(x_row, step, filter, k, chunks, blocks, q.bias, acc);
             #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
             let done = false;
             if !done {
-                kernel::row(x_row, pitch, filter, k, chunks, blocks, q.bias, acc);
+                kernel::row(x_row, step, filter, k, chunks, blocks, q.bias, acc);
             }
             q.row(acc, y_row);
         }

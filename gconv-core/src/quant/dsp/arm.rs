@@ -263,43 +263,64 @@ unsafe fn blocks3<const U: usize>(
     }
 }
 
-/// Packs the first `4 * m` columns, `m = min(lo, hi, dst lengths) / 4`:
-/// `dst[c] = lo[c] | hi[c] << 16` (sign-extended halves), and returns `4 * m`.
-/// Per 4 columns: 2 `ldr`, 4 `sxtb16`, 4 `pkhbt`/`pkhtb`, 1 `stm`.
+/// Packs every column the three slices hold: `dst[c] = lo[c] | hi[c] << 16`
+/// (sign-extended halves). Per 4 columns: 2 `ldr`, 4 `sxtb16`, 4 `pkhbt`/`pkhtb`,
+/// 1 `stm`; the last 0-3 columns one at a time.
 #[inline]
-pub(super) fn pack_row(lo: &[i8], hi: &[i8], dst: &mut [i32]) -> usize {
-    let m = lo.len().min(hi.len()).min(dst.len()) / 4;
-    if m == 0 {
-        return 0;
+pub(super) fn pack_row(lo: &[i8], hi: &[i8], dst: &mut [i32]) {
+    let n = lo.len().min(hi.len()).min(dst.len());
+    let (m, rest) = (n / 4, n % 4);
+    let (mut l, mut h, mut d) = (lo.as_ptr(), hi.as_ptr(), dst.as_mut_ptr());
+    if m > 0 {
+        // SAFETY: the loop reads `4 * m <= n` bytes from `lo` and from `hi`
+        // (unaligned word loads, which the M-profile cores with the DSP extension
+        // allow for `ldr`) and writes `4 * m <= n` words to `dst` (aligned: an `i32`
+        // slice), all within the slices; it writes only the named registers and the
+        // flags, and returns the advanced pointers.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldr r4, [r0], #4",
+                "ldr r5, [r1], #4",
+                "sxtb16 r8, r4",
+                "sxtb16 r9, r4, ror #8",
+                "sxtb16 r10, r5",
+                "sxtb16 r5, r5, ror #8",
+                "pkhbt r4, r8, r10, lsl #16",
+                "pkhbt r11, r9, r5, lsl #16",
+                "pkhtb r12, r10, r8, asr #16",
+                "pkhtb lr, r5, r9, asr #16",
+                "stm r2!, {{r4, r11, r12, lr}}",
+                "subs r3, #1",
+                "bne 2b",
+                inout("r0") l,
+                inout("r1") h,
+                inout("r2") d,
+                inout("r3") m => _,
+                out("r4") _, out("r5") _, out("r8") _, out("r9") _, out("r10") _,
+                out("r11") _, out("r12") _, out("lr") _,
+                options(nostack),
+            );
+        }
     }
-    // SAFETY: the loop reads `4 * m` bytes from `lo` and from `hi` (unaligned word
-    // loads, which the M-profile cores with the DSP extension allow for `ldr`) and
-    // writes `4 * m` words to `dst` (aligned: an `i32` slice), all within the slices;
-    // it writes only the named registers and the flags.
-    unsafe {
-        core::arch::asm!(
-            "2:",
-            "ldr r4, [r0], #4",
-            "ldr r5, [r1], #4",
-            "sxtb16 r8, r4",
-            "sxtb16 r9, r4, ror #8",
-            "sxtb16 r10, r5",
-            "sxtb16 r5, r5, ror #8",
-            "pkhbt r4, r8, r10, lsl #16",
-            "pkhbt r11, r9, r5, lsl #16",
-            "pkhtb r12, r10, r8, asr #16",
-            "pkhtb lr, r5, r9, asr #16",
-            "stm r2!, {{r4, r11, r12, lr}}",
-            "subs r3, #1",
-            "bne 2b",
-            inout("r0") lo.as_ptr() => _,
-            inout("r1") hi.as_ptr() => _,
-            inout("r2") dst.as_mut_ptr() => _,
-            inout("r3") m => _,
-            out("r4") _, out("r5") _, out("r8") _, out("r9") _, out("r10") _,
-            out("r11") _, out("r12") _, out("lr") _,
-            options(nostack),
-        );
+    if rest > 0 {
+        // SAFETY: as above for the last `rest` columns, `4 * m + rest == n`.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldrsb r4, [r0], #1",
+                "ldrsb r5, [r1], #1",
+                "pkhbt r4, r4, r5, lsl #16",
+                "str r4, [r2], #4",
+                "subs r3, #1",
+                "bne 2b",
+                inout("r0") l => _,
+                inout("r1") h => _,
+                inout("r2") d => _,
+                inout("r3") rest => _,
+                out("r4") _, out("r5") _,
+                options(nostack),
+            );
+        }
     }
-    4 * m
 }

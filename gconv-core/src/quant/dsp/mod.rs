@@ -403,6 +403,7 @@ impl DspPlan {
                 let mut b0 = 0;
                 while b0 < ow {
                     let width = self.blocking.strip_width.min(ow - b0);
+                    self.pad_strip(requant.input_zero_point, b0, band);
                     let mut a0 = 0;
                     while a0 < oh {
                         let rows = self.blocking.band_rows.min(oh - a0);
@@ -508,11 +509,42 @@ impl DspPlan {
         *sum = total;
     }
 
+    /// The band columns `lo..hi` that read input columns inside the image, for the
+    /// strip starting at output column `b0`, and the first such input column.
+    fn strip_columns(&self, b0: usize) -> (usize, usize, usize) {
+        let (w, pitch) = (self.geo.width(), self.pitch());
+        let [_, _, left, _] = self.geo.padding();
+        // Band column c reads input column `b0 + c - left`.
+        let lo = left.saturating_sub(b0).min(pitch);
+        let hi = (w + left).saturating_sub(b0).clamp(lo, pitch);
+        (lo, hi, b0 + lo - left.min(b0 + lo))
+    }
+
+    /// Writes the zero point into the band columns outside the image (`..lo` and
+    /// `hi..` of every band row and pair-plane) for the strip starting at output
+    /// column `b0`; [`DspPlan::pack_band`] leaves them alone, so once per strip is
+    /// enough.
+    fn pad_strip(&self, zp: i32, b0: usize, band: &mut [i32]) {
+        let Some(pitch) = NonZeroUsize::new(self.pitch()) else {
+            return;
+        };
+        let (lo, hi, _) = self.strip_columns(b0);
+        let pad = pack(zp, zp);
+        for row in band.chunks_exact_mut(pitch.get()) {
+            let (head, rest) = row.split_at_mut(lo.min(row.len()));
+            head.fill(pad);
+            if let Some(tail) = rest.get_mut(hi - lo..) {
+                tail.fill(pad);
+            }
+        }
+    }
+
     /// Packs the band of output rows `a0..a0 + rows` and the strip starting at output
-    /// column `b0` from image `x` (module docs). Words hold the raw inputs; taps in
-    /// the padding read the zero point `zp`, and the filter's weight sum times `zp`
-    /// is taken off the bias, so that every tap adds `w * (x - zp)` as specified.
-    /// An odd last channel is paired with itself (its filter half is zero).
+    /// column `b0` from image `x` (module docs): the columns inside the image (the
+    /// others hold the zero point from [`DspPlan::pad_strip`]); rows outside the
+    /// image become the zero point. Words hold the raw inputs; the filter's weight
+    /// sum times `zp` is taken off the bias, so that every tap adds `w * (x - zp)` as
+    /// specified. An odd last channel is paired with itself (its filter half is 0).
     fn pack_band(&self, x: &[i8], zp: i32, a0: usize, rows: usize, b0: usize, band: &mut [i32]) {
         let geo = &self.geo;
         let (h, w, k, nti, cin) = (
@@ -522,35 +554,23 @@ impl DspPlan {
             geo.nti(),
             geo.in_channels(),
         );
-        let [top, _, left, _] = geo.padding();
-        let Some(pitch) = NonZeroUsize::new(self.pitch()) else {
-            return;
-        };
-        let pitch = pitch.get();
+        let [top, _, _, _] = geo.padding();
+        let pitch = self.pitch();
         let plane = h * w;
         let pad = pack(zp, zp);
-        // Band columns `lo..hi` read input columns `b0 + c - left`, inside the image.
-        let lo = left.saturating_sub(b0).min(pitch);
-        let hi = (w + left).saturating_sub(b0).clamp(lo, pitch);
-        let x0 = b0 + lo - left.min(b0 + lo);
+        let (lo, hi, x0) = self.strip_columns(b0);
         let n = hi - lo;
-        let mut rows_out = band.chunks_exact_mut(pitch);
+        let input_row = |r: usize| (a0 + r).checked_sub(top).filter(|&y| y < h);
         if self.rows_paired {
             // One input plane: band row r pairs input rows y and y + 1.
             let row_at = |r: usize| -> Option<&[i8]> {
-                let y = (a0 + r).checked_sub(top).filter(|&y| y < h)?;
+                let y = input_row(r)?;
                 x.get(y * w + x0..y * w + x0 + n)
             };
-            for (r, dst) in rows_out.take(rows + k - 1).enumerate() {
-                let Some((head, rest)) = dst.split_at_mut_checked(lo) else {
+            for r in 0..rows + k - 1 {
+                let Some(mid) = band.get_mut(r * pitch + lo..r * pitch + hi) else {
                     continue;
                 };
-                let Some((mid, tail)) = rest.split_at_mut_checked(n) else {
-                    continue;
-                };
-                for d in head.iter_mut().chain(tail.iter_mut()) {
-                    *d = pad;
-                }
                 match (row_at(r), row_at(r + 1)) {
                     (Some(l), Some(u)) => pack_row(l, u, mid),
                     (l, u) => {
@@ -565,35 +585,31 @@ impl DspPlan {
             }
             return;
         }
+        let row_words = self.pair_planes * pitch;
         for r in 0..rows + k - 1 {
-            // Input row of band row r, if inside the image.
-            let yy = (a0 + r).checked_sub(top).filter(|&y| y < h);
+            let Some(dst_row) = band.get_mut(r * row_words..(r + 1) * row_words) else {
+                debug_assert!(false, "band shorter than its rows");
+                return;
+            };
+            let Some(y) = input_row(r) else {
+                dst_row.fill(pad);
+                continue;
+            };
+            let base = y * w + x0;
             for ip in 0..cin.div_ceil(2) {
+                let upper = if 2 * ip + 1 < cin { 2 * ip + 1 } else { 2 * ip };
                 for s in 0..nti {
-                    let Some(dst) = rows_out.next() else {
-                        debug_assert!(false, "band shorter than its rows");
-                        return;
-                    };
-                    let Some(y) = yy else {
-                        dst.fill(pad);
+                    let at = |i: usize| (i * nti + s) * plane + base;
+                    let d = (ip * nti + s) * pitch + lo;
+                    let (Some(l), Some(u), Some(mid)) = (
+                        x.get(at(2 * ip)..at(2 * ip) + n),
+                        x.get(at(upper)..at(upper) + n),
+                        dst_row.get_mut(d..d + n),
+                    ) else {
+                        debug_assert!(false, "input row or band row out of range");
                         continue;
                     };
-                    let src = |i: usize| -> &[i8] {
-                        let start = (i * nti + s) * plane + y * w + x0;
-                        x.get(start..start + n).unwrap_or(&[])
-                    };
-                    let Some((head, rest)) = dst.split_at_mut_checked(lo) else {
-                        continue;
-                    };
-                    let Some((mid, tail)) = rest.split_at_mut_checked(n) else {
-                        continue;
-                    };
-                    // Padding columns are few: plain stores, not a memset call each.
-                    for d in head.iter_mut().chain(tail.iter_mut()) {
-                        *d = pad;
-                    }
-                    let upper = if 2 * ip + 1 < cin { 2 * ip + 1 } else { 2 * ip };
-                    pack_row(src(2 * ip), src(upper), mid);
+                    pack_row(l, u, mid);
                 }
             }
         }
@@ -643,10 +659,9 @@ impl DspPlan {
 #[inline]
 fn pack_row(lo: &[i8], hi: &[i8], dst: &mut [i32]) {
     #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-    let done = arm::pack_row(lo, hi, dst);
+    arm::pack_row(lo, hi, dst);
     #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
-    let done = 0;
-    for ((d, &l), &u) in dst.iter_mut().zip(lo).zip(hi).skip(done) {
+    for ((d, &l), &u) in dst.iter_mut().zip(lo).zip(hi) {
         *d = pack(i32::from(l), i32::from(u));
     }
 }

@@ -617,6 +617,7 @@ impl DspPlan {
 
     /// Computes the band's output rows of one plane over one strip with the block
     /// kernels and writes them requantized into `y_plane` (`H' x W'`).
+    #[allow(clippy::too_many_arguments)]
     fn band_plane(
         &self,
         filter: &[i32],

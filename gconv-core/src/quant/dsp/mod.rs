@@ -37,7 +37,7 @@ mod arm;
 use core::num::NonZeroUsize;
 
 use crate::error::{Buffer, Error};
-use crate::group::tables::entry_in_range;
+use crate::group::{compose_closed_form, inverse_closed_form, source_in_range};
 use crate::quant::conv::check_io_i8;
 use crate::quant::{Multiplier, Requant, activation_range};
 use crate::shape::ConvGeometry;
@@ -449,7 +449,9 @@ impl DspPlan {
     }
 
     /// Writes the packed filter of output plane `plane = o * nto + t` (module docs)
-    /// after one word that holds the sum of its weights (for the zero point).
+    /// after one word that holds the sum of its weights (for the zero point). Out of
+    /// line (once per filter and pass), so that its loop gets registers of its own.
+    #[inline(never)]
     fn pack_filter(&self, weight: &[i8], plane: usize, f: &mut [i32]) {
         let geo = &self.geo;
         let (k, nti, cin) = (geo.kernel(), geo.nti(), geo.in_channels());
@@ -469,37 +471,69 @@ impl DspPlan {
         };
         let channel = nti * taps;
         let mut total = 0i32;
+        // The index table's (U, V) for output orientation t is the source of tap
+        // (p, q): a rotation or flip of the grid about its centre, so an affine map,
+        // and the raw offset of tap (p, q) is `base + p * dp + q * dq`. T = t^-1 s is
+        // the same for every tap. (Table entries per tap cost more than the rest.)
+        let source = |p: usize, q: usize| -> isize {
+            let (u, v) = source_in_range(t, k, k, p, q);
+            (u * k + v) as isize
+        };
+        let base = source(0, 0);
+        let (dp, dq) = if k > 1 {
+            (source(1, 0) - base, source(0, 1) - base)
+        } else {
+            (0, 0)
+        };
+        let tap = |p: usize, q: usize| -> usize {
+            let at = base + p as isize * dp + q as isize * dq;
+            debug_assert_eq!(at, source(p, q), "tap ({p}, {q}) of t = {t}");
+            at as usize
+        };
+        let weight_at = |at: usize| raw.get(at).map_or(0, |&w| i32::from(w));
+        let mut out = words.iter_mut();
         if self.rows_paired {
             // One input plane: chunk r pairs filter rows 2r and 2r + 1 (0 past K).
-            let tap = |p: usize, q: usize| -> i32 {
-                if p >= k {
-                    return 0;
-                }
-                let (_, u, v) = entry_in_range(nti, k, t, 0, p, q);
-                raw.get(u * k + v).map_or(0, |&w| i32::from(w))
-            };
-            for (c, chunk) in words.chunks_exact_mut(k.max(1)).enumerate() {
-                for (q, d) in chunk.iter_mut().enumerate() {
-                    let (lo, hi) = (tap(2 * c, q), tap(2 * c + 1, q));
+            for c in 0..k.div_ceil(2) {
+                for q in 0..k {
+                    let lo = weight_at(tap(2 * c, q));
+                    let hi = if 2 * c + 1 < k {
+                        weight_at(tap(2 * c + 1, q))
+                    } else {
+                        0
+                    };
                     total = total.wrapping_add(lo + hi);
-                    *d = pack(lo, hi);
+                    if let Some(d) = out.next() {
+                        *d = pack(lo, hi);
+                    }
                 }
             }
             *sum = total;
             return;
         }
+        let mut plane_offset = [0usize; 8];
+        for (s, d) in plane_offset.iter_mut().enumerate().take(nti) {
+            if nti > 1 {
+                *d = compose_closed_form(inverse_closed_form(t), s) * taps;
+            }
+        }
+        // Words in order [p][ip][s][q].
         for p in 0..k {
-            for s in 0..nti {
-                for q in 0..k {
-                    // One table entry serves every channel pair.
-                    let (tt, u, v) = entry_in_range(nti, k, t, s, p, q);
-                    let at = tt * taps + u * k + v;
-                    for ip in 0..pairs {
-                        let w = |i: usize| raw.get(i * channel + at).map_or(0, |&w| i32::from(w));
-                        let (lo, hi) =
-                            (w(2 * ip), if 2 * ip + 1 < cin { w(2 * ip + 1) } else { 0 });
+            for ip in 0..pairs {
+                let (lo_channel, hi_channel) = (2 * ip * channel, (2 * ip + 1) * channel);
+                let paired = 2 * ip + 1 < cin;
+                for &plane in plane_offset.iter().take(nti) {
+                    for q in 0..k {
+                        let at = plane + tap(p, q);
+                        let lo = weight_at(lo_channel + at);
+                        // An odd last channel has no partner: its half is 0.
+                        let hi = if paired {
+                            weight_at(hi_channel + at)
+                        } else {
+                            0
+                        };
                         total = total.wrapping_add(lo + hi);
-                        if let Some(d) = words.get_mut(((p * pairs + ip) * nti + s) * k + q) {
+                        if let Some(d) = out.next() {
                             *d = pack(lo, hi);
                         }
                     }

@@ -324,3 +324,84 @@ pub(super) fn pack_row(lo: &[i8], hi: &[i8], dst: &mut [i32]) {
         }
     }
 }
+
+/// `count >= 1` rows of `n` words: row `j` packs bytes `x[lo + j * plane..][..n]`
+/// and `x[hi + j * plane..][..n]` into `dst[j * pitch..][..n]` (as [`pack_row`]),
+/// in one loop whose state (pointers, strides, counts) sits in a 28-byte stack
+/// frame. The caller has checked that every row fits in `x` and `dst`.
+#[inline]
+pub(super) fn pack_planes(
+    x: &[i8],
+    (lo, hi): (usize, usize),
+    plane: usize,
+    count: usize,
+    n: usize,
+    dst: &mut [i32],
+    pitch: usize,
+) {
+    let last = count.saturating_sub(1);
+    if count == 0
+        || n == 0
+        || lo.max(hi) + last * plane + n > x.len()
+        || last * pitch + n > dst.len()
+    {
+        return;
+    }
+    let base = x.as_ptr();
+    // SAFETY: row `j < count` reads bytes `lo + j * plane .. + n` and `hi + j * plane
+    // .. + n` of `x` and writes words `j * pitch .. + n` of `dst` (aligned), all in
+    // range by the check above (`j <= last`); the loop writes only the named
+    // registers, the flags and its stack frame, which it pops.
+    unsafe {
+        core::arch::asm!(
+            "push {{r0, r1, r2, r3, r4, r5, r8}}",
+            "3:",
+            "ldm sp, {{r0, r1, r2}}",
+            "ldr r3, [sp, #24]",
+            "lsrs r3, r3, #2",
+            "beq 4f",
+            "2:",
+            "ldr r4, [r0], #4",
+            "ldr r5, [r1], #4",
+            "sxtb16 r8, r4",
+            "sxtb16 r9, r4, ror #8",
+            "sxtb16 r10, r5",
+            "sxtb16 r5, r5, ror #8",
+            "pkhbt r4, r8, r10, lsl #16",
+            "pkhbt r11, r9, r5, lsl #16",
+            "pkhtb r12, r10, r8, asr #16",
+            "pkhtb lr, r5, r9, asr #16",
+            "stm r2!, {{r4, r11, r12, lr}}",
+            "subs r3, #1",
+            "bne 2b",
+            "4:",
+            "ldr r3, [sp, #24]",
+            "ands r3, r3, #3",
+            "beq 5f",
+            "6:",
+            "ldrsb r4, [r0], #1",
+            "ldrsb r5, [r1], #1",
+            "pkhbt r4, r4, r5, lsl #16",
+            "str r4, [r2], #4",
+            "subs r3, #1",
+            "bne 6b",
+            "5:",
+            "ldm sp, {{r0, r1, r2, r3, r4, r5}}",
+            "add r0, r4",
+            "add r1, r4",
+            "add r2, r5",
+            "subs r3, #1",
+            "stm sp, {{r0, r1, r2, r3}}",
+            "bne 3b",
+            "add sp, #28",
+            inout("r0") base.wrapping_add(lo) => _,
+            inout("r1") base.wrapping_add(hi) => _,
+            inout("r2") dst.as_mut_ptr() => _,
+            inout("r3") count => _,
+            inout("r4") plane => _,
+            inout("r5") pitch * 4 => _,
+            inout("r8") n => _,
+            out("r9") _, out("r10") _, out("r11") _, out("r12") _, out("lr") _,
+        );
+    }
+}

@@ -631,20 +631,24 @@ impl DspPlan {
             };
             let base = y * w + x0;
             for ip in 0..cin.div_ceil(2) {
+                // The nti orientations of channels 2ip and 2ip + 1 (an odd last channel
+                // paired with itself), `plane` bytes apart in the input and `pitch`
+                // words apart in the band.
                 let upper = if 2 * ip + 1 < cin { 2 * ip + 1 } else { 2 * ip };
-                for s in 0..nti {
-                    let at = |i: usize| (i * nti + s) * plane + base;
-                    let d = (ip * nti + s) * pitch + lo;
-                    let (Some(l), Some(u), Some(mid)) = (
-                        x.get(at(2 * ip)..at(2 * ip) + n),
-                        x.get(at(upper)..at(upper) + n),
-                        dst_row.get_mut(d..d + n),
-                    ) else {
-                        debug_assert!(false, "input row or band row out of range");
-                        continue;
-                    };
-                    pack_row(l, u, mid);
-                }
+                let rows_of = |i: usize| i * nti * plane + base;
+                let Some(dst) = dst_row.get_mut(ip * nti * pitch + lo..) else {
+                    debug_assert!(false, "band row out of range");
+                    continue;
+                };
+                pack_planes(
+                    x,
+                    (rows_of(2 * ip), rows_of(upper)),
+                    plane,
+                    nti,
+                    n,
+                    dst,
+                    pitch,
+                );
             }
         }
     }
@@ -685,6 +689,43 @@ impl DspPlan {
                 kernel::row(x_row, step, filter, k, chunks, blocks, q.bias, acc);
             }
             q.row(acc, y_row);
+        }
+    }
+}
+
+/// `count` rows of `n` words, row `j` from input bytes `lo + j * plane` and
+/// `hi + j * plane` into `dst[j * pitch..][..n]` (`dst` starts at the first word):
+/// [`pack_row`] for each, one `asm!` loop over all of them on Arm. Rows that do not
+/// fit in `x` or `dst` are a bug of the caller (debug assertion; nothing written).
+#[inline]
+fn pack_planes(
+    x: &[i8],
+    (lo, hi): (usize, usize),
+    plane: usize,
+    count: usize,
+    n: usize,
+    dst: &mut [i32],
+    pitch: usize,
+) {
+    let Some(last) = count.checked_sub(1) else {
+        return;
+    };
+    let fits = lo.max(hi) + last * plane + n <= x.len() && last * pitch + n <= dst.len();
+    if !fits {
+        debug_assert!(false, "pack_planes out of range");
+        return;
+    }
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    arm::pack_planes(x, (lo, hi), plane, count, n, dst, pitch);
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    for j in 0..count {
+        let (l, u) = (lo + j * plane, hi + j * plane);
+        if let (Some(l), Some(u), Some(d)) = (
+            x.get(l..l + n),
+            x.get(u..u + n),
+            dst.get_mut(j * pitch..j * pitch + n),
+        ) {
+            pack_row(l, u, d);
         }
     }
 }

@@ -405,3 +405,82 @@ pub(super) fn pack_planes(
         );
     }
 }
+
+/// The requantization of a row for a right shift `e >= 1` (`PlaneRequant` in
+/// `mod.rs` gives the formula): per output, `lo:hi = nudge - [a < 0] * 2^31` (3
+/// instructions), `smlal`, `asr` by `e - 1`, `qadd` of the zero point, `ssat` to 8
+/// bits and, with a fused ReLU, the maximum with the zero point (the ReLU's lower
+/// clamp), then `strb`. Writes `min(acc.len(), y.len())` outputs.
+#[inline]
+pub(super) fn requant_row(
+    acc: &[i32],
+    y: &mut [i8],
+    multiplier: i32,
+    (nudge_lo, nudge_hi): (u32, u32),
+    shift: u32,
+    zero_point: i32,
+    relu: bool,
+) {
+    let n = acc.len().min(y.len());
+    if n == 0 {
+        return;
+    }
+    // SAFETY: the loop reads `n <= acc.len()` words of `acc` and writes `n <=
+    // y.len()` bytes of `y`; it writes only the named registers and the flags.
+    unsafe {
+        if relu {
+            core::arch::asm!(
+                "2:",
+                "ldr r4, [r0], #4",
+                "asr r5, r4, #31",
+                "adds r8, r10, r5, lsl #31",
+                "adc r9, r11, r5",
+                "smlal r8, r9, r4, r3",
+                "asr r9, r9, r12",
+                "qadd r9, r9, lr",
+                "ssat r9, #8, r9",
+                "cmp r9, lr",
+                "it lt",
+                "movlt r9, lr",
+                "strb r9, [r1], #1",
+                "subs r2, #1",
+                "bne 2b",
+                inout("r0") acc.as_ptr() => _,
+                inout("r1") y.as_mut_ptr() => _,
+                inout("r2") n => _,
+                in("r3") multiplier,
+                out("r4") _, out("r5") _, out("r8") _, out("r9") _,
+                in("r10") nudge_lo,
+                in("r11") nudge_hi,
+                in("r12") shift,
+                in("lr") zero_point,
+                options(nostack),
+            );
+        } else {
+            core::arch::asm!(
+                "2:",
+                "ldr r4, [r0], #4",
+                "asr r5, r4, #31",
+                "adds r8, r10, r5, lsl #31",
+                "adc r9, r11, r5",
+                "smlal r8, r9, r4, r3",
+                "asr r9, r9, r12",
+                "qadd r9, r9, lr",
+                "ssat r9, #8, r9",
+                "strb r9, [r1], #1",
+                "subs r2, #1",
+                "bne 2b",
+                inout("r0") acc.as_ptr() => _,
+                inout("r1") y.as_mut_ptr() => _,
+                inout("r2") n => _,
+                in("r3") multiplier,
+                out("r4") _, out("r5") _, out("r8") _, out("r9") _,
+                in("r10") nudge_lo,
+                in("r11") nudge_hi,
+                in("r12") shift,
+                in("lr") zero_point,
+                options(nostack),
+            );
+        }
+    }
+}

@@ -806,6 +806,26 @@ impl PlaneRequant {
     fn row(&self, acc: &[i32], y: &mut [i8]) {
         // Two loops, so that the test of `e` is outside them.
         if self.right >= 1 {
+            #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+            {
+                // With a fused ReLU the lower clamp is the zero point itself.
+                debug_assert!(self.range.0 == -128 || self.range.0 == self.zero_point);
+                let nudge = self.nudge as u64;
+                arm::requant_row(
+                    acc,
+                    y,
+                    self.multiplier,
+                    (nudge as u32, (nudge >> 32) as u32),
+                    self.right - 1,
+                    self.zero_point,
+                    self.range.0 > -128,
+                );
+                return;
+            }
+            #[cfg_attr(
+                all(target_arch = "arm", target_feature = "dsp"),
+                allow(unreachable_code)
+            )]
             for (d, &v) in y.iter_mut().zip(acc) {
                 let p = i64::from(v) * i64::from(self.multiplier) + self.nudge
                     - (i64::from(v < 0) << 31);

@@ -130,11 +130,12 @@ fn run(
     let pass = equal == n_out && s.expected.len() == n_out;
     let b = plan.blocking();
     hprintln!(
-        "  check {} int8 dsp: {}/{} outputs bitwise equal to the host's -> {} (blocking: {} planes per pass, strips of {}, bands of {} rows)",
+        "  check {} int8 dsp: {}/{} outputs bitwise equal to the host's -> {} ({} instructions; blocking: {} planes per pass, strips of {}, bands of {} rows)",
         s.name,
         equal,
         n_out,
         if pass { "OK" } else { "FAIL" },
+        n,
         b.planes_per_pass,
         b.strip_width,
         b.band_rows

@@ -264,8 +264,10 @@ unsafe fn blocks3<const U: usize>(
 }
 
 /// Packs every column the three slices hold: `dst[c] = lo[c] | hi[c] << 16`
-/// (sign-extended halves). Per 4 columns: 2 `ldr`, 4 `sxtb16`, 4 `pkhbt`/`pkhtb`,
-/// 1 `stm`; the last 0-3 columns one at a time.
+/// (sign-extended halves). Per 4 columns: 2 `ldr`; `pkhbt`/`pkhtb` put the bytes of
+/// columns (0, 1) and (2, 3) of both rows into one word each, `(l0, l1, h0, h1)`, and
+/// 4 `sxtb16` (bytes 0 and 2, or 1 and 3) sign-extend them into the 4 words; 1 `stm`.
+/// The last 0-3 columns one at a time.
 #[inline]
 pub(super) fn pack_row(lo: &[i8], hi: &[i8], dst: &mut [i32]) {
     let n = lo.len().min(hi.len()).min(dst.len());
@@ -282,14 +284,12 @@ pub(super) fn pack_row(lo: &[i8], hi: &[i8], dst: &mut [i32]) {
                 "2:",
                 "ldr r4, [r0], #4",
                 "ldr r5, [r1], #4",
-                "sxtb16 r8, r4",
-                "sxtb16 r9, r4, ror #8",
-                "sxtb16 r10, r5",
-                "sxtb16 r5, r5, ror #8",
-                "pkhbt r4, r8, r10, lsl #16",
-                "pkhbt r11, r9, r5, lsl #16",
-                "pkhtb r12, r10, r8, asr #16",
-                "pkhtb lr, r5, r9, asr #16",
+                "pkhbt r8, r4, r5, lsl #16",
+                "pkhtb r9, r5, r4, asr #16",
+                "sxtb16 r4, r8",
+                "sxtb16 r11, r8, ror #8",
+                "sxtb16 r12, r9",
+                "sxtb16 lr, r9, ror #8",
                 "stm r2!, {{r4, r11, r12, lr}}",
                 "subs r3, #1",
                 "bne 2b",
@@ -297,7 +297,7 @@ pub(super) fn pack_row(lo: &[i8], hi: &[i8], dst: &mut [i32]) {
                 inout("r1") h,
                 inout("r2") d,
                 inout("r3") m => _,
-                out("r4") _, out("r5") _, out("r8") _, out("r9") _, out("r10") _,
+                out("r4") _, out("r5") _, out("r8") _, out("r9") _,
                 out("r11") _, out("r12") _, out("lr") _,
                 options(nostack),
             );
@@ -363,14 +363,12 @@ pub(super) fn pack_planes(
             "2:",
             "ldr r4, [r0], #4",
             "ldr r5, [r1], #4",
-            "sxtb16 r8, r4",
-            "sxtb16 r9, r4, ror #8",
-            "sxtb16 r10, r5",
-            "sxtb16 r5, r5, ror #8",
-            "pkhbt r4, r8, r10, lsl #16",
-            "pkhbt r11, r9, r5, lsl #16",
-            "pkhtb r12, r10, r8, asr #16",
-            "pkhtb lr, r5, r9, asr #16",
+            "pkhbt r8, r4, r5, lsl #16",
+            "pkhtb r9, r5, r4, asr #16",
+            "sxtb16 r4, r8",
+            "sxtb16 r11, r8, ror #8",
+            "sxtb16 r12, r9",
+            "sxtb16 lr, r9, ror #8",
             "stm r2!, {{r4, r11, r12, lr}}",
             "subs r3, #1",
             "bne 2b",
@@ -401,7 +399,7 @@ pub(super) fn pack_planes(
             inout("r4") plane => _,
             inout("r5") pitch * 4 => _,
             inout("r8") n => _,
-            out("r9") _, out("r10") _, out("r11") _, out("r12") _, out("lr") _,
+            out("r9") _, out("r11") _, out("r12") _, out("lr") _,
         );
     }
 }

@@ -6,26 +6,33 @@
 //! bit on every target. Only the order of the work differs:
 //!
 //! * **Words.** Input planes are taken in pairs: channels `2i` and `2i + 1` at the same
-//!   orientation `s` (a *pair-plane*; an odd last channel is paired with zeros). A
-//!   packed input word holds `x - zp_in` of both at one pixel as two int16 halves, a
-//!   weight word the two matching filter taps, and `SMLAD` multiplies and adds both
-//!   halves. There are `P2 = ceil(C_in / 2) * nti` pair-planes.
+//!   orientation `s` (a *pair-plane*; an odd last channel is paired with itself and
+//!   gets zero weights). A packed input word holds the raw inputs of both at one pixel
+//!   as two int16 halves, a weight word the two matching filter taps, and `SMLAD`
+//!   multiplies and adds both halves. There are `P2 = ceil(C_in / 2) * nti`
+//!   pair-planes. Lifting from one channel pairs input rows `y` and `y + 1` instead
+//!   (filter rows `2r` and `2r + 1`), so that no half is wasted.
+//! * **Zero point.** Padding words hold `zp_in`, and each output plane's bias is
+//!   lowered by `zp_in` times the sum of its filter's weights: every tap then adds
+//!   exactly `w * (x - zp_in)`.
 //! * **Filters.** Per output plane `(o, t)` the expanded filter (the index table
-//!   applied to the raw weights) is written into scratch as `K * P2 * K` weight words
-//!   in the order `[filter row p][pair-plane][tap q]`, once per *pass*: a pass holds
-//!   the filters of `planes_per_pass` output planes at a time.
+//!   applied to the raw weights) is written into scratch as `K` weight words per chunk
+//!   (`K * P2` chunks, in the order `[filter row p][pair-plane]`) after a word with
+//!   its weight sum, once per *pass*: a pass holds the filters of `planes_per_pass`
+//!   output planes.
 //! * **Bands.** The input is packed into scratch one *band* at a time: the
 //!   `R + K - 1` input rows that `R` output rows read, over a strip of output columns
-//!   plus `K - 1`, in the order `[row][pair-plane][column]` with the padding as zero
-//!   words. An output row then reads its `K * P2` chunks (one filter row of one
-//!   pair-plane, `pitch` words apart) in one linear walk.
+//!   plus `K - 1`, in the order `[row][pair-plane][column]`. An output row then reads
+//!   its chunks (one filter row of one pair-plane, `pitch` words apart) in one linear
+//!   walk.
 //! * **Blocks.** The block kernel (`kernel.rs`; `asm!` on Arm for `K = 3`) computes 2,
 //!   3 or 4 adjacent output pixels of one plane, starting from the bias; the driver
-//!   requantizes them and writes the int8 outputs.
+//!   requantizes a row of them and writes the int8 outputs (`asm!` on Arm too).
 //!
 //! [`DspPlan::new`] chooses the pass size, strip width and band height that fit a
-//! scratch budget with the least packing and filter work (filters are made once
-//! per pass, the input packed once per pass, and more per pass means fewer passes).
+//! scratch budget with the lowest estimated instruction count (filters are made once
+//! per pass and the input packed once per pass, so more filters per pass means less
+//! packing but a smaller band).
 //!
 //! Stride 1 only ([`Error::DspStride`]); any `K`, padding, group and batch.
 

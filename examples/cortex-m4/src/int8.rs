@@ -15,7 +15,7 @@
 //! kernels) **bit for bit**: the arithmetic is exact, so any difference is a bug.
 
 use cortex_m_semihosting::hprintln;
-use gconv_core::quant::dsp::DspPlan;
+use gconv_core::quant::dsp::{DspBlocking, DspPlan};
 use gconv_core::quant::{Multiplier, Requant};
 use gconv_core::{C4, ConvGeometry, ConvShape, D4, Domain, Error, Padding};
 
@@ -103,7 +103,8 @@ fn run(
         relu: s.relu,
     };
     let plan = DspPlan::new(&geo, SCRATCH_WORDS)?;
-    let scratch = &mut scratch[..plan.scratch_len()];
+    let full_scratch = &mut *scratch;
+    let scratch = &mut full_scratch[..plan.scratch_len()];
     output.fill(0x55);
     let mut result = Ok(());
     let input = &*input;
@@ -127,7 +128,7 @@ fn run(
         .zip(s.expected)
         .filter(|&(&y, &e)| y as u8 == e)
         .count();
-    let pass = equal == n_out && s.expected.len() == n_out;
+    let mut pass = equal == n_out && s.expected.len() == n_out;
     let b = plan.blocking();
     hprintln!(
         "  check {} int8 dsp: {}/{} outputs bitwise equal to the host's -> {} ({} instructions; blocking: {} planes per pass, strips of {}, bands of {} rows)",
@@ -140,5 +141,43 @@ fn run(
         b.strip_width,
         b.band_rows
     );
+
+    // Other blockings run the kernels the planner's choice may not: blocks of 2, 3 and
+    // 4 pixels alone or together, one filter per pass, one-row bands, several strips.
+    let mut same = 0;
+    let mut tried = 0;
+    for (per_pass, strip, rows) in OTHER_BLOCKINGS {
+        let other = DspPlan::with_blocking(
+            &geo,
+            DspBlocking {
+                planes_per_pass: per_pass,
+                strip_width: strip,
+                band_rows: rows,
+            },
+        )?;
+        let Some(scratch) = full_scratch.get_mut(..other.scratch_len()) else {
+            continue;
+        };
+        output.fill(0x55);
+        other.forward(&requant, input, s.weight, Some(s.bias), output, scratch)?;
+        tried += 1;
+        if output.iter().zip(s.expected).all(|(&y, &e)| y as u8 == e) {
+            same += 1;
+        }
+    }
+    let others = tried > 0 && same == tried;
+    hprintln!(
+        "  check {} int8 dsp, other blockings: {}/{} bitwise equal to the host's -> {} (strips of 1-5 and 7 columns, bands of 1-3 rows, 1-5 filters per pass)",
+        s.name,
+        same,
+        tried,
+        if others { "OK" } else { "FAIL" }
+    );
+    pass &= others;
     Ok(pass)
 }
+
+/// `(filters per pass, strip width, band rows)` run besides the planner's choice:
+/// strips of 1, 2, 4 and 5 columns are a 2-pixel block, a 4-pixel block and 3 + 2.
+const OTHER_BLOCKINGS: [(usize, usize, usize); 5] =
+    [(1, 1, 1), (1, 2, 1), (3, 4, 2), (2, 5, 3), (5, 7, 1)];

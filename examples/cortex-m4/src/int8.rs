@@ -23,6 +23,13 @@ use crate::data::QShape;
 
 /// The scratch budget of the DSP path: 8,192 bytes.
 pub const SCRATCH_WORDS: usize = 2048;
+/// The scratch buffer: the budget, or room for larger blockings when the feature
+/// `dsp-blockings` times them.
+const SCRATCH_CAP: usize = if cfg!(feature = "dsp-blockings") {
+    16 * 1024
+} else {
+    SCRATCH_WORDS
+};
 /// The largest input (`a`: 10 x 4 x 28 x 28) and output (`lift-d4`: 10 x 8 x 28 x 28).
 const IN_LEN: usize = 10 * 4 * 28 * 28;
 const OUT_LEN: usize = 10 * 8 * 28 * 28;
@@ -53,7 +60,7 @@ fn geometry(s: &QShape) -> Result<ConvGeometry, Error> {
 pub fn run_all(time: &mut dyn FnMut(&mut dyn FnMut()) -> u64) -> bool {
     static mut INPUT: [i8; IN_LEN] = [0; IN_LEN];
     static mut OUTPUT: [i8; OUT_LEN] = [0; OUT_LEN];
-    static mut SCRATCH: [i32; SCRATCH_WORDS] = [0; SCRATCH_WORDS];
+    static mut SCRATCH: [i32; SCRATCH_CAP] = [0; SCRATCH_CAP];
     // SAFETY: `run_all` is called once, from `main`, with interrupts that do not
     // touch these buffers; no other reference to them exists.
     let (input, output, scratch) = unsafe {
@@ -174,7 +181,62 @@ fn run(
         if others { "OK" } else { "FAIL" }
     );
     pass &= others;
+
+    #[cfg(feature = "dsp-blockings")]
+    blockings(s, &geo, &requant, input, output, full_scratch, time)?;
     Ok(pass)
+}
+
+/// Times the layer on a grid of blockings that fit the scratch (feature
+/// `dsp-blockings`), one line each:
+///
+/// ```text
+/// dsp-blocking shape=<name> planes_per_pass=<n> strip=<n> rows=<n> words=<n> instructions=<n>
+/// ```
+#[cfg(feature = "dsp-blockings")]
+fn blockings(
+    s: &QShape,
+    geo: &ConvGeometry,
+    requant: &Requant<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i32],
+    time: &mut dyn FnMut(&mut dyn FnMut()) -> u64,
+) -> Result<(), Error> {
+    let planes = geo.out_channels() * geo.nto();
+    for per_pass in [1, 2, 3, 4, 6, 8, 16, 32, 80] {
+        for strip in [2, 3, 4, 5, 7, 9, 14, 16, 28] {
+            for rows in [1, 2, 3, 4, 8, 28] {
+                if per_pass > planes || strip > geo.out_width() || rows > geo.out_height() {
+                    continue;
+                }
+                let blocking = DspBlocking {
+                    planes_per_pass: per_pass,
+                    strip_width: strip,
+                    band_rows: rows,
+                };
+                let plan = DspPlan::with_blocking(geo, blocking)?;
+                let Some(scratch) = scratch.get_mut(..plan.scratch_len()) else {
+                    continue;
+                };
+                let mut result = Ok(());
+                let n = time(&mut || {
+                    result = plan.forward(requant, input, s.weight, Some(s.bias), output, scratch)
+                });
+                result?;
+                hprintln!(
+                    "dsp-blocking shape={} planes_per_pass={} strip={} rows={} words={} instructions={}",
+                    s.name,
+                    per_pass,
+                    strip,
+                    rows,
+                    plan.scratch_len(),
+                    n
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `(filters per pass, strip width, band rows)` run besides the planner's choice:

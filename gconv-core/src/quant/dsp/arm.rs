@@ -263,70 +263,11 @@ unsafe fn blocks3<const U: usize>(
     }
 }
 
-/// Packs every column the three slices hold: `dst[c] = lo[c] | hi[c] << 16`
-/// (sign-extended halves). Per 4 columns: 2 `ldr`; `pkhbt`/`pkhtb` put the bytes of
-/// columns (0, 1) and (2, 3) of both rows into one word each, `(l0, l1, h0, h1)`, and
-/// 4 `sxtb16` (bytes 0 and 2, or 1 and 3) sign-extend them into the 4 words; 1 `stm`.
-/// The last 0-3 columns one at a time.
-#[inline]
-pub(super) fn pack_row(lo: &[i8], hi: &[i8], dst: &mut [i32]) {
-    let n = lo.len().min(hi.len()).min(dst.len());
-    let (m, rest) = (n / 4, n % 4);
-    let (mut l, mut h, mut d) = (lo.as_ptr(), hi.as_ptr(), dst.as_mut_ptr());
-    if m > 0 {
-        // SAFETY: the loop reads `4 * m <= n` bytes from `lo` and from `hi`
-        // (unaligned word loads, which the M-profile cores with the DSP extension
-        // allow for `ldr`) and writes `4 * m <= n` words to `dst` (aligned: an `i32`
-        // slice), all within the slices; it writes only the named registers and the
-        // flags, and returns the advanced pointers.
-        unsafe {
-            core::arch::asm!(
-                "2:",
-                "ldr r4, [r0], #4",
-                "ldr r5, [r1], #4",
-                "pkhbt r8, r4, r5, lsl #16",
-                "pkhtb r9, r5, r4, asr #16",
-                "sxtb16 r4, r8",
-                "sxtb16 r11, r8, ror #8",
-                "sxtb16 r12, r9",
-                "sxtb16 lr, r9, ror #8",
-                "stm r2!, {{r4, r11, r12, lr}}",
-                "subs r3, #1",
-                "bne 2b",
-                inout("r0") l,
-                inout("r1") h,
-                inout("r2") d,
-                inout("r3") m => _,
-                out("r4") _, out("r5") _, out("r8") _, out("r9") _,
-                out("r11") _, out("r12") _, out("lr") _,
-                options(nostack),
-            );
-        }
-    }
-    if rest > 0 {
-        // SAFETY: as above for the last `rest` columns, `4 * m + rest == n`.
-        unsafe {
-            core::arch::asm!(
-                "2:",
-                "ldrsb r4, [r0], #1",
-                "ldrsb r5, [r1], #1",
-                "pkhbt r4, r4, r5, lsl #16",
-                "str r4, [r2], #4",
-                "subs r3, #1",
-                "bne 2b",
-                inout("r0") l => _,
-                inout("r1") h => _,
-                inout("r2") d => _,
-                inout("r3") rest => _,
-                out("r4") _, out("r5") _,
-                options(nostack),
-            );
-        }
-    }
-}
-
 /// `count >= 1` rows of `n` words: row `j` packs bytes `x[lo + j * plane..][..n]`
-/// and `x[hi + j * plane..][..n]` into `dst[j * pitch..][..n]` (as [`pack_row`]),
+/// and `x[hi + j * plane..][..n]` into `dst[j * pitch..][..n]` (`lo | hi << 16`, the
+/// halves sign-extended; per 4 columns: 2 `ldr`, `pkhbt`/`pkhtb` to pair the bytes of
+/// columns (0, 1) and (2, 3) of both rows, 4 `sxtb16`, 1 `stm`; the last 0-3 columns
+/// one at a time),
 /// in one loop whose state (pointers, strides, counts) sits in a 28-byte stack
 /// frame. The caller has checked that every row fits in `x` and `dst`.
 #[inline]

@@ -633,9 +633,12 @@ impl DspPlan {
                 let Some(mid) = band.get_mut(r * pitch + lo..r * pitch + hi) else {
                     continue;
                 };
-                match (row_at(r), row_at(r + 1)) {
-                    (Some(l), Some(u)) => pack_row(l, u, mid),
-                    (l, u) => {
+                match (input_row(r), input_row(r + 1)) {
+                    (Some(y0), Some(y1)) => {
+                        pack_planes(x, (y0 * w + x0, y1 * w + x0), 0, 1, n, mid, pitch);
+                    }
+                    _ => {
+                        let (l, u) = (row_at(r), row_at(r + 1));
                         let v = |row: Option<&[i8]>, c: usize| {
                             row.and_then(|row| row.get(c)).map_or(zp, |&q| i32::from(q))
                         };
@@ -723,7 +726,7 @@ impl DspPlan {
 
 /// `count` rows of `n` words, row `j` from input bytes `lo + j * plane` and
 /// `hi + j * plane` into `dst[j * pitch..][..n]` (`dst` starts at the first word):
-/// [`pack_row`] for each, one `asm!` loop over all of them on Arm. Rows that do not
+/// `dst[c] = pack(lo[c], hi[c])` per column, one `asm!` loop over all rows on Arm. Rows that do not
 /// fit in `x` or `dst` are a bug of the caller (debug assertion; nothing written).
 #[inline]
 fn pack_planes(
@@ -753,20 +756,10 @@ fn pack_planes(
             x.get(u..u + n),
             dst.get_mut(j * pitch..j * pitch + n),
         ) {
-            pack_row(l, u, d);
+            for ((d, &l), &u) in d.iter_mut().zip(l).zip(u) {
+                *d = pack(i32::from(l), i32::from(u));
+            }
         }
-    }
-}
-
-/// `dst[c] = pack(lo[c], hi[c])` for the columns all three hold (`asm!` on Arm for
-/// 4 columns at a time).
-#[inline]
-fn pack_row(lo: &[i8], hi: &[i8], dst: &mut [i32]) {
-    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-    arm::pack_row(lo, hi, dst);
-    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
-    for ((d, &l), &u) in dst.iter_mut().zip(lo).zip(hi) {
-        *d = pack(i32::from(l), i32::from(u));
     }
 }
 

@@ -516,7 +516,7 @@ fn weights(crit: &mut Criterion) {
 /// Printed once to stderr before the benchmarks: the micro-kernel the fast path
 /// detected, and for every shape the scratch each path keeps.
 fn print_header() {
-    let kernel = gconv_std::fast::kernel();
+    let kernel = gconv_std::fast::kernel().expect("GCONV_KERNEL");
     eprintln!(
         "gconv-bench: fast-path kernel `{}` (AVX2+FMA detected: {}); scratch per shape \
          (fast: one packed input image per thread that packs, Fourier: one padded image \

@@ -58,4 +58,8 @@ pub enum Error {
         /// The core error.
         source: gconv_core::Error,
     },
+    /// `GCONV_KERNEL` or `GCONV_INT8_KERNEL` names no kernel, or one this CPU cannot
+    /// run.
+    #[error(transparent)]
+    KernelEnv(#[from] crate::fast::KernelEnvError),
 }

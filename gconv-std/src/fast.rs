@@ -34,23 +34,115 @@ use gconv_core::fast::{FastPlan, Kernel};
 use gconv_core::quant::Requant;
 use gconv_core::quant::fast::{QFastPlan, QKernel};
 
-/// The best micro-kernel this CPU runs, detected once and cached: `Avx512` on x86_64
-/// CPUs with AVX-512F, `Avx2Fma` on those with AVX2 and FMA, else
-/// [`Kernel::compiled`] (`Portable` unless the build targets a newer CPU).
+/// The environment variable that names the f32 micro-kernel (`avx512`, `avx2_fma` or
+/// `portable`), read once by [`kernel`]; it also caps [`int8_kernel`].
+pub const KERNEL_ENV: &str = "GCONV_KERNEL";
+
+/// The environment variable that names the int8 micro-kernel (`avx512_vnni`,
+/// `avx_vnni`, `avx2_madd` or `portable`), read once by [`int8_kernel`].
+pub const INT8_KERNEL_ENV: &str = "GCONV_INT8_KERNEL";
+
+/// A kernel-naming environment variable ([`KERNEL_ENV`], [`INT8_KERNEL_ENV`]) whose
+/// value gconv cannot honour. It is an error rather than a silent fallback, so that a
+/// typo in a benchmark's environment cannot measure another kernel than the one named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KernelEnvError {
+    /// The value names no kernel.
+    #[error("{var}={value:?} names no kernel: use one of {expected} (or unset it)")]
+    Unknown {
+        /// The variable.
+        var: &'static str,
+        /// Its value (lossily decoded when it is not UTF-8).
+        value: String,
+        /// The accepted names, comma-separated.
+        expected: String,
+    },
+    /// The value names a kernel this CPU cannot run.
+    #[error("{var}={value}: this CPU cannot run that kernel; it runs {available}")]
+    Unavailable {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// The kernels this CPU runs, best first, comma-separated.
+        available: String,
+    },
+}
+
+/// The value of the environment variable `var` as [`select_kernel`] and
+/// [`select_int8_kernel`] take it: `None` when unset; a value that is not UTF-8 is
+/// kept (lossily decoded) so that it is reported, not ignored.
+fn env_value(var: &str) -> Option<String> {
+    std::env::var_os(var).map(|v| v.to_string_lossy().into_owned())
+}
+
+fn names<K: Copy>(kernels: &[K], name: impl Fn(K) -> &'static str) -> String {
+    kernels
+        .iter()
+        .map(|&k| name(k))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The kernel named by `value` among `all` (compared after trimming), checked against
+/// the `available` ones; `Ok(None)` when `value` is unset or blank.
+fn named_kernel<K: Copy + PartialEq>(
+    var: &'static str,
+    value: Option<&str>,
+    all: &[K],
+    available: &[K],
+    name: impl Fn(K) -> &'static str + Copy,
+) -> Result<Option<K>, KernelEnvError> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let Some(kernel) = all.iter().copied().find(|&k| name(k) == value) else {
+        return Err(KernelEnvError::Unknown {
+            var,
+            value: value.to_owned(),
+            expected: names(all, name),
+        });
+    };
+    if !available.contains(&kernel) {
+        return Err(KernelEnvError::Unavailable {
+            var,
+            value: value.to_owned(),
+            available: names(available, name),
+        });
+    }
+    Ok(Some(kernel))
+}
+
+/// The f32 micro-kernel for a [`KERNEL_ENV`] value and the kernels a CPU runs (best
+/// first): the named kernel, or the best available one when the value is unset or
+/// blank ([`Kernel::Portable`] if `available` is empty). What [`kernel`] computes,
+/// as a pure function.
 ///
-/// The environment variable `GCONV_KERNEL` (`avx512`, `avx2_fma` or `portable`),
-/// read once, caps the choice, e.g. to compare kernels on one machine; a kernel the
-/// CPU lacks is never chosen.
-pub fn kernel() -> Kernel {
-    static KERNEL: OnceLock<Kernel> = OnceLock::new();
-    *KERNEL.get_or_init(|| {
-        let wanted = std::env::var("GCONV_KERNEL").ok();
-        let available = available_kernels();
-        wanted
-            .and_then(|name| available.iter().copied().find(|k| k.name() == name))
-            .or_else(|| available.first().copied())
-            .unwrap_or(Kernel::Portable)
-    })
+/// # Errors
+/// [`KernelEnvError::Unknown`] when the value names no kernel,
+/// [`KernelEnvError::Unavailable`] when it names one not in `available`.
+pub fn select_kernel(value: Option<&str>, available: &[Kernel]) -> Result<Kernel, KernelEnvError> {
+    let named = named_kernel(KERNEL_ENV, value, &Kernel::ALL, available, Kernel::name)?;
+    Ok(named
+        .or_else(|| available.first().copied())
+        .unwrap_or(Kernel::Portable))
+}
+
+/// The micro-kernel the f32 fast and Fourier paths use, chosen once and cached: the
+/// one [`KERNEL_ENV`] (`GCONV_KERNEL`) names, else the best this CPU runs: `Avx512`
+/// on x86_64 CPUs with AVX-512F, `Avx2Fma` on those with AVX2 and FMA, else
+/// [`Kernel::compiled`] (`Portable` unless the build targets a newer CPU). See
+/// [`select_kernel`].
+///
+/// # Errors
+/// [`KernelEnvError`] when `GCONV_KERNEL` is set to a name that is not a kernel or to
+/// a kernel this CPU cannot run (every call returns the same error).
+pub fn kernel() -> Result<Kernel, KernelEnvError> {
+    static KERNEL: OnceLock<Result<Kernel, KernelEnvError>> = OnceLock::new();
+    KERNEL
+        .get_or_init(|| select_kernel(env_value(KERNEL_ENV).as_deref(), &available_kernels()))
+        .clone()
 }
 
 /// Whether the CPU has AVX2 and FMA (false off x86_64).
@@ -354,42 +446,76 @@ fn forward_images(
     })
 }
 
-/// The best int8 micro-kernel this CPU runs ([`gconv_core::quant::fast`]), detected
-/// once and cached: `avx512_vnni` on CPUs with AVX-512F and AVX-512 VNNI, then
-/// `avx_vnni` (AVX-VNNI), `avx2_madd` (AVX2), else `portable`.
+/// The int8 micro-kernel for the values of [`INT8_KERNEL_ENV`] and [`KERNEL_ENV`] and
+/// the int8 and f32 kernels a CPU runs (best first). What [`int8_kernel`] computes, as
+/// a pure function:
+/// - `int8_value` set: the int8 kernel it names;
+/// - else `f32_value` set (it must name an f32 kernel the CPU runs): a cap, so that
+///   one switch moves both paths: `avx2_fma` caps int8 at `avx2_madd` (the plain AVX2
+///   kernel), `portable` at `portable`, `avx512` caps nothing;
+/// - the best available int8 kernel under that cap (`Portable` if none is).
 ///
-/// Environment, read once: `GCONV_INT8_KERNEL` (`avx512_vnni`, `avx_vnni`,
-/// `avx2_madd` or `portable`) picks that kernel; otherwise `GCONV_KERNEL=avx2_fma`
-/// (the switch that forces the f32 path to AVX2) caps the int8 choice at `avx2_madd`,
-/// the plain AVX2 kernel, and `GCONV_KERNEL=portable` at `portable`. A kernel the CPU
-/// lacks is never chosen.
-pub fn int8_kernel() -> QKernel {
-    static KERNEL: OnceLock<QKernel> = OnceLock::new();
-    *KERNEL.get_or_init(|| {
-        let available = int8_available_kernels();
-        let named = |name: &str| available.iter().copied().find(|k| k.name() == name);
-        if let Some(k) = std::env::var("GCONV_INT8_KERNEL")
-            .ok()
-            .and_then(|name| named(name.trim()))
-        {
-            return k;
-        }
-        let cap = match std::env::var("GCONV_KERNEL").ok().as_deref().map(str::trim) {
-            Some("avx2_fma") => Some(QKernel::Avx2Madd),
-            Some("portable") => Some(QKernel::Portable),
-            _ => None,
-        };
-        let allowed = |k: &QKernel| match cap {
-            Some(QKernel::Avx2Madd) => matches!(k, QKernel::Avx2Madd | QKernel::Portable),
-            Some(QKernel::Portable) => *k == QKernel::Portable,
-            _ => true,
-        };
-        available
-            .iter()
-            .copied()
-            .find(allowed)
-            .unwrap_or(QKernel::Portable)
-    })
+/// # Errors
+/// [`KernelEnvError::Unknown`] or [`KernelEnvError::Unavailable`] for the variable
+/// whose value names no kernel or one the CPU cannot run.
+pub fn select_int8_kernel(
+    int8_value: Option<&str>,
+    f32_value: Option<&str>,
+    int8_available: &[QKernel],
+    f32_available: &[Kernel],
+) -> Result<QKernel, KernelEnvError> {
+    let named = named_kernel(
+        INT8_KERNEL_ENV,
+        int8_value,
+        &QKernel::ALL,
+        int8_available,
+        QKernel::name,
+    )?;
+    // The f32 switch is checked even when the int8 one overrides it: a typo in it is
+    // an error for the f32 path, and must not depend on the other variable.
+    let cap = named_kernel(
+        KERNEL_ENV,
+        f32_value,
+        &Kernel::ALL,
+        f32_available,
+        Kernel::name,
+    )?;
+    if let Some(k) = named {
+        return Ok(k);
+    }
+    let allowed = |k: &QKernel| match cap {
+        Some(Kernel::Avx2Fma) => matches!(k, QKernel::Avx2Madd | QKernel::Portable),
+        Some(Kernel::Portable) => *k == QKernel::Portable,
+        Some(Kernel::Avx512) | None => true,
+    };
+    Ok(int8_available
+        .iter()
+        .copied()
+        .find(allowed)
+        .unwrap_or(QKernel::Portable))
+}
+
+/// The int8 micro-kernel ([`gconv_core::quant::fast`]) the host uses, chosen once and
+/// cached: the best this CPU runs (`avx512_vnni` on CPUs with AVX-512F and AVX-512
+/// VNNI, then `avx_vnni` (AVX-VNNI), `avx2_madd` (AVX2), else `portable`), unless
+/// `GCONV_INT8_KERNEL` names one or `GCONV_KERNEL` caps it (see
+/// [`select_int8_kernel`]).
+///
+/// # Errors
+/// [`KernelEnvError`] when either variable names no kernel or a kernel this CPU
+/// cannot run.
+pub fn int8_kernel() -> Result<QKernel, KernelEnvError> {
+    static KERNEL: OnceLock<Result<QKernel, KernelEnvError>> = OnceLock::new();
+    KERNEL
+        .get_or_init(|| {
+            select_int8_kernel(
+                env_value(INT8_KERNEL_ENV).as_deref(),
+                env_value(KERNEL_ENV).as_deref(),
+                &int8_available_kernels(),
+                &available_kernels(),
+            )
+        })
+        .clone()
 }
 
 /// Whether this CPU can run the int8 `kernel`.
@@ -540,6 +666,102 @@ mod tests {
     use super::*;
     use crate::{AnyConv, ConvPath, Pair, Tensor};
     use gconv_core::Padding;
+
+    #[test]
+    fn kernel_env_unset_or_blank_takes_the_best_available() {
+        let avx2 = [Kernel::Avx2Fma, Kernel::Portable];
+        for value in [None, Some(""), Some("  ")] {
+            assert_eq!(select_kernel(value, &avx2), Ok(Kernel::Avx2Fma));
+            assert_eq!(select_kernel(value, &Kernel::ALL), Ok(Kernel::Avx512));
+            assert_eq!(select_kernel(value, &[]), Ok(Kernel::Portable));
+        }
+    }
+
+    #[test]
+    fn kernel_env_names_a_kernel_the_cpu_runs() {
+        for kernel in Kernel::ALL {
+            let padded = format!(" {} ", kernel.name());
+            assert_eq!(select_kernel(Some(&padded), &Kernel::ALL), Ok(kernel));
+        }
+    }
+
+    #[test]
+    fn kernel_env_typo_is_an_error_naming_the_choices() {
+        for typo in ["avx2", "AVX512", "avx2-fma", "portabel", "fast"] {
+            let err = select_kernel(Some(typo), &Kernel::ALL).unwrap_err();
+            assert!(
+                matches!(err, KernelEnvError::Unknown { .. }),
+                "{typo}: {err:?}"
+            );
+            let text = err.to_string();
+            assert!(text.contains("GCONV_KERNEL"), "{text}");
+            assert!(text.contains("avx512, avx2_fma, portable"), "{text}");
+        }
+    }
+
+    #[test]
+    fn kernel_env_naming_a_missing_kernel_is_an_error() {
+        let err = select_kernel(Some("avx512"), &[Kernel::Avx2Fma, Kernel::Portable]);
+        assert_eq!(
+            err,
+            Err(KernelEnvError::Unavailable {
+                var: KERNEL_ENV,
+                value: "avx512".into(),
+                available: "avx2_fma, portable".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn int8_kernel_env_picks_caps_and_rejects() {
+        let all = QKernel::ALL;
+        let f32_all = Kernel::ALL;
+        // Unset: the best int8 kernel.
+        assert_eq!(
+            select_int8_kernel(None, None, &all, &f32_all),
+            Ok(QKernel::Avx512Vnni)
+        );
+        // The f32 switch caps the int8 choice.
+        let capped = |f32_value| select_int8_kernel(None, Some(f32_value), &all, &f32_all);
+        assert_eq!(capped("avx512"), Ok(QKernel::Avx512Vnni));
+        assert_eq!(capped("avx2_fma"), Ok(QKernel::Avx2Madd));
+        assert_eq!(capped("portable"), Ok(QKernel::Portable));
+        // The int8 variable names its kernel, over the cap.
+        assert_eq!(
+            select_int8_kernel(Some("avx_vnni"), Some("portable"), &all, &f32_all),
+            Ok(QKernel::AvxVnni)
+        );
+        // Typos in either variable, and kernels the CPU lacks, are errors.
+        let int8_typo = select_int8_kernel(Some("vnni"), None, &all, &f32_all).unwrap_err();
+        assert!(
+            int8_typo.to_string().contains("GCONV_INT8_KERNEL"),
+            "{int8_typo}"
+        );
+        let f32_typo = select_int8_kernel(Some("portable"), Some("avx"), &all, &f32_all);
+        assert!(matches!(
+            f32_typo,
+            Err(KernelEnvError::Unknown {
+                var: KERNEL_ENV,
+                ..
+            })
+        ));
+        let no_vnni = [QKernel::Avx2Madd, QKernel::Portable];
+        assert!(matches!(
+            select_int8_kernel(Some("avx512_vnni"), None, &no_vnni, &f32_all),
+            Err(KernelEnvError::Unavailable {
+                var: INT8_KERNEL_ENV,
+                ..
+            })
+        ));
+        // Without the f32 kernel it caps at, the cap is an error too.
+        assert!(matches!(
+            select_int8_kernel(None, Some("avx2_fma"), &no_vnni, &[Kernel::Portable]),
+            Err(KernelEnvError::Unavailable {
+                var: KERNEL_ENV,
+                ..
+            })
+        ));
+    }
 
     /// Small enough for Miri: C4->C4 2->2 (8 planes in, 8 out), K 3, 6x7 input.
     fn layer_and_input(pair: Pair, stride: usize) -> (AnyConv, Tensor) {

@@ -420,11 +420,12 @@ impl<G: Group, D: InputDomain> GConv<G, D> {
     /// # Errors
     /// As [`geometry`](Self::geometry); [`Error::Core`] when the chosen path cannot
     /// take the layer (e.g. [`ConvPath::Fast`] with a kernel larger than
-    /// [`MAX_KERNEL`](gconv_core::fast::MAX_KERNEL)).
+    /// [`MAX_KERNEL`](gconv_core::fast::MAX_KERNEL)); [`Error::KernelEnv`] when
+    /// `GCONV_KERNEL` names no kernel or one this CPU cannot run.
     pub fn plan(&self, input_shape: &[usize]) -> Result<Arc<Plan<G>>, Error> {
         self.plans.get_or_build(input_shape, || {
             let shape = self.conv_shape(input_shape)?;
-            let isa = crate::fast::kernel();
+            let isa = crate::fast::kernel()?;
             Plan::new(D::DOMAIN, &shape, self.path.into(), isa).map_err(|e| self.core_error(e))
         })
     }

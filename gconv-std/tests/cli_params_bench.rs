@@ -434,8 +434,14 @@ fn bench_prints_one_parsable_line_for_every_pair() {
         ("z2", "d4", 1, 8),
         ("d4", "d4", 8, 8),
     ];
-    let fast = format!("fast_{}", gconv_std::fast::kernel().name());
-    let fourier = format!("fourier_{}", gconv_std::fast::kernel().name());
+    let fast = format!(
+        "fast_{}",
+        gconv_std::fast::kernel().expect("GCONV_KERNEL").name()
+    );
+    let fourier = format!(
+        "fourier_{}",
+        gconv_std::fast::kernel().expect("GCONV_KERNEL").name()
+    );
     for ((from, to, nti, nto), path) in pairs
         .into_iter()
         .flat_map(|p| ["direct", "blocked", "fast", "fourier", "auto"].map(|path| (p, path)))
@@ -619,7 +625,7 @@ fn bench_bad_inputs_are_one_line_errors() {
 
 #[test]
 fn peak_prints_one_line_per_kernel_and_refuses_unknown_ones() {
-    let detected = gconv_std::fast::kernel().name();
+    let detected = gconv_std::fast::kernel().expect("GCONV_KERNEL").name();
     for (args, kernel) in [
         (vec!["peak"], detected),
         (vec!["peak", "--kernel", "portable"], "portable"),
@@ -646,5 +652,57 @@ fn peak_prints_one_line_per_kernel_and_refuses_unknown_ones() {
     assert_contains(
         &stderr,
         &["--kernel", "sse9", "avx512, avx2_fma or portable"],
+    );
+}
+
+// ---------------------------------------------------------------- GCONV_KERNEL
+
+/// Runs `gconv ARGS` with `var=value` in its environment, expects the one-line error
+/// of [`fails`] and returns it.
+fn fails_with_env(var: &str, value: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_gconv"))
+        .args(args)
+        .env(var, value)
+        .output()
+        .expect("the gconv binary runs");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{var}={value} {args:?}: {stderr}"
+    );
+    assert!(stdout.is_empty(), "{args:?}: stdout {stdout:?}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
+    stderr.trim_end().to_string()
+}
+
+#[test]
+fn a_kernel_switch_that_names_no_kernel_is_an_error_not_ignored() {
+    let f32_bench = [
+        "bench", "--from", "c4", "--to", "c4", "--cin", "2", "--cout", "3", "-k", "3", "--size",
+        "8",
+    ];
+    let int8_bench = [
+        "bench", "--from", "c4", "--to", "c4", "--cin", "2", "--cout", "3", "-k", "3", "--size",
+        "8", "--dtype", "int8",
+    ];
+    for args in [&f32_bench[..], &["peak"][..], &int8_bench[..]] {
+        let line = fails_with_env("GCONV_KERNEL", "avx2", args);
+        assert_contains(
+            &line,
+            &[
+                "GCONV_KERNEL=\"avx2\"",
+                "names no kernel",
+                "avx512, avx2_fma, portable",
+            ],
+        );
+    }
+    let line = fails_with_env("GCONV_INT8_KERNEL", "vnni", &int8_bench);
+    assert_contains(
+        &line,
+        &[
+            "GCONV_INT8_KERNEL=\"vnni\"",
+            "avx512_vnni, avx_vnni, avx2_madd, portable",
+        ],
     );
 }

@@ -550,10 +550,13 @@ fn pack_bank_layout_and_the_layers_packed_bank() {
 #[test]
 fn available_kernels_are_what_the_cpu_runs() {
     let kernels = gconv_std::fast::available_kernels();
-    assert!(kernels.contains(&gconv_std::fast::kernel()));
+    assert!(kernels.contains(&gconv_std::fast::kernel().expect("GCONV_KERNEL")));
     if std::env::var_os("GCONV_KERNEL").is_none() {
         // The best one, unless a kernel was asked for by name.
-        assert_eq!(kernels.first(), Some(&gconv_std::fast::kernel()));
+        assert_eq!(
+            kernels.first(),
+            Some(&gconv_std::fast::kernel().expect("GCONV_KERNEL"))
+        );
     }
     assert!(kernels.contains(&Kernel::Portable));
     assert_eq!(
@@ -654,7 +657,10 @@ fn forward_into_par_is_bitwise_forward_into() {
 /// The fast path's name for the detected kernel: `fast_<kernel>`, e.g.
 /// `fast_avx2_fma`.
 fn is_fast_name(name: &str) -> bool {
-    name == format!("fast_{}", gconv_std::fast::kernel().name())
+    name == format!(
+        "fast_{}",
+        gconv_std::fast::kernel().expect("GCONV_KERNEL").name()
+    )
 }
 
 /// Direct and fast path of one layer: both match the oracle and each other; Auto is
@@ -694,7 +700,10 @@ fn direct_and_fast_agree<G: Group, D: InputDomain>(
 
     let auto = run(&layer);
     let auto_name = layer.path_name(&x_shape).unwrap();
-    let fourier_name = format!("fourier_{}", gconv_std::fast::kernel().name());
+    let fourier_name = format!(
+        "fourier_{}",
+        gconv_std::fast::kernel().expect("GCONV_KERNEL").name()
+    );
     assert!(
         is_fast_name(&auto_name) || auto_name == fourier_name,
         "{name}: {auto_name}"

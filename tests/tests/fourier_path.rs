@@ -358,7 +358,7 @@ fn threads_case<G: Group>(domain: Domain, channels: (usize, usize), seed: u64) {
         let b = random_vec(&mut r, geo.bias_len());
         let mut packed = vec![0.0; plan.packed_weights_len()];
         plan.pack_weights(&w, &mut packed).unwrap();
-        let kernel = gconv_std::fast::kernel();
+        let kernel = gconv_std::fast::kernel().expect("GCONV_KERNEL");
         let mut one = vec![f32::NAN; geo.output_len()];
         gconv_std::fourier::forward_thread_scratch(&plan, kernel, &x, &packed, Some(&b), &mut one)
             .unwrap();
@@ -455,7 +455,10 @@ fn layer_fourier_path_uses_new_weights_and_reports_errors() {
     let mut layer = D4ToD4::new(3, 2, 3, 1, Padding::Same, 28).unwrap();
     layer.set_path(ConvPath::Fourier);
     let shape = vec![2, 3, 8, 9, 10];
-    let fourier = format!("fourier_{}", gconv_std::fast::kernel().name());
+    let fourier = format!(
+        "fourier_{}",
+        gconv_std::fast::kernel().expect("GCONV_KERNEL").name()
+    );
     assert_eq!(layer.path_name(&shape).unwrap(), fourier);
     let mut r = rng(29);
     let x = Tensor::new(shape.clone(), random_vec(&mut r, 2 * 3 * 8 * 90)).unwrap();
@@ -521,8 +524,12 @@ fn fourier_rows_split_is_bitwise_the_whole_image() {
         rows_case::<C4>(Domain::Z2, (1, 5), kernel, 35);
         rows_case::<D4>(Domain::Z2, (2, 3), kernel, 36);
     }
-    let (geo, plan, x, packed, b, mut scratch) =
-        rows_case::<D4>(Domain::Group, (3, 5), gconv_std::fast::kernel(), 31);
+    let (geo, plan, x, packed, b, mut scratch) = rows_case::<D4>(
+        Domain::Group,
+        (3, 5),
+        gconv_std::fast::kernel().expect("GCONV_KERNEL"),
+        31,
+    );
     let (oh, ow) = (geo.out_height(), geo.out_width());
     let planes = geo.out_channels() * geo.nto();
     // Errors: rows past the end, too few planes, a plane of the wrong length.

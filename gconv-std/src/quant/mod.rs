@@ -362,7 +362,7 @@ impl QConv {
         };
         // The host's int8 micro-kernels where they take the layer (K <= 11), else the
         // plain kernel; both give the same bits (integer sums).
-        match QFastPlan::from_geometry(&geo, crate::fast::int8_kernel()) {
+        match QFastPlan::from_geometry(&geo, crate::fast::int8_kernel()?) {
             Ok(plan) => self.forward_fast(&plan, &requant, x.data(), &mut out)?,
             Err(_) => {
                 let scratch_len =

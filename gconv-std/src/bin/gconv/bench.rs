@@ -439,7 +439,7 @@ impl Int8Bench {
         let offset = (out_buffer.as_ptr() as usize).wrapping_neg() % 64;
         let output = &mut out_buffer[offset..offset + g.output_len()];
         let (path_name, expand_ms, scratch_units, timing) = if fast {
-            let kernel = gconv_std::fast::int8_kernel();
+            let kernel = gconv_std::fast::int8_kernel().map_err(|e| e.to_string())?;
             let plan = QFastPlan::from_geometry(&g, kernel)
                 .map_err(|e| format!("{} int8 conv: {e}", self.pair.name()))?;
             let mut prepared = vec![0i32; plan.prepared_weights_len()];

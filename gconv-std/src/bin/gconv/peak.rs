@@ -24,7 +24,7 @@ pub struct Args {
 /// Runs `gconv peak`.
 pub fn run(args: Args) -> crate::Outcome {
     let kernel = match args.kernel.as_deref().map(str::trim) {
-        None => gconv_std::fast::kernel(),
+        None => gconv_std::fast::kernel().map_err(|e| e.to_string())?,
         Some(name) => Kernel::ALL
             .into_iter()
             .find(|k| k.name() == name)

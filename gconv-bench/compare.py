@@ -51,8 +51,8 @@ writes the f32 block only.
     python3 gconv-bench/compare.py --dtype int8      # int8 table, every shape
 
 The ratio column is PyTorch ms / gconv ms: >= 1.0 means gconv is at least as fast.
-gconv is built once with `cargo build --release --bin gconv` (CARGO_TARGET_DIR is
-respected). Exit status 0 on success, 1 with a one-line message when the build or a
+gconv is built once with `cargo build --release -p gconv-std --features cli --bin gconv`
+(CARGO_TARGET_DIR is respected). Exit status 0 on success, 1 with a one-line message when the build or a
 `gconv bench` run fails.
 """
 
@@ -205,13 +205,18 @@ def git_revision():
 
 
 def build_gconv():
-    """`cargo build --release --bin gconv`; returns the path of the built binary."""
-    print("compare.py: cargo build --release --bin gconv", file=sys.stderr)
+    """`cargo build --release -p gconv-std --features cli --bin gconv`; returns the path of the
+    built binary."""
+    print("compare.py: cargo build --release -p gconv-std --features cli --bin gconv", file=sys.stderr)
     result = subprocess.run(
         [
             "cargo",
             "build",
             "--release",
+            "-p",
+            "gconv-std",
+            "--features",
+            "cli",
             "--bin",
             "gconv",
             "--message-format=json-render-diagnostics",
@@ -221,7 +226,10 @@ def build_gconv():
         text=True,
     )
     if result.returncode != 0:
-        raise Failure("cargo build --release --bin gconv failed (see the messages above)")
+        raise Failure(
+            "cargo build --release -p gconv-std --features cli --bin gconv failed "
+            "(see the messages above)"
+        )
     # Cargo's JSON messages name the executable, wherever the target directory is.
     for line in result.stdout.splitlines():
         try:

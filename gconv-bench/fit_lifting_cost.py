@@ -49,7 +49,8 @@ def bench(group, c_in, k, size, path):
 
 
 def measure():
-    subprocess.run(["cargo", "build", "--release", "--bin", "gconv"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-p", "gconv-std", "--features", "cli", "--bin", "gconv"],
+                   cwd=ROOT, check=True)
     rows = []
     for group in ("c4", "d4"):
         for c_in in (1, 3, 8):

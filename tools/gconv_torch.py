@@ -620,15 +620,8 @@ def count_params(model: nn.Module) -> int:
 # Self-test
 # --------------------------------------------------------------------------------------------
 
-def _reference_dir() -> Path:
-    """GrouPy's tables: $GCONV_REFERENCE, else shared/ beside the repository checkout."""
-    if "GCONV_REFERENCE" in os.environ:
-        return Path(os.environ["GCONV_REFERENCE"])
-    beside = Path(__file__).resolve().parents[2] / "shared" / "reference" / "groupy-indices"
-    return beside if beside.is_dir() else Path("/work/shared/reference/groupy-indices")
-
-
-REFERENCE = _reference_dir()
+# GrouPy's index tables, committed with the Rust tests (tests/data/groupy-indices/README.md).
+REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "data" / "groupy-indices"
 
 D4_T_TABLE = np.array([
     [0, 1, 2, 3, 4, 5, 6, 7],

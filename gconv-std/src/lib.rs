@@ -3,8 +3,9 @@
 //! The std side of gconv: owned [`Tensor`]s in the `CONVENTIONS.md` layouts, the
 //! transformation law ([`transform()`]), convolution layers for the four pairs
 //! ([`Z2ToC4`], [`C4ToC4`], [`Z2ToD4`], [`D4ToD4`]) owning raw weights and caching the
-//! expanded bank, parameter accounting ([`params`]), and the independent f64
-//! [`reference`](mod@reference) implementation used as the test oracle.
+//! expanded bank, parameter accounting ([`params`]), whole models loaded from JSON +
+//! safetensors ([`Model`], [`quant`]), and, behind Cargo features, `.npy` I/O, the
+//! independent f64 test oracle and the `gconv` command line.
 //!
 //! ```
 //! use gconv_std::{C4ToC4, Padding, Tensor, Z2ToC4, transform};
@@ -19,6 +20,23 @@
 //! assert!(err < 1e-4);
 //! # Ok::<(), gconv_std::Error>(())
 //! ```
+//!
+//! # Cargo features
+//!
+//! A plain dependency on gconv-std compiles the library only: no command-line parser,
+//! no `.npy` reader, no test oracle.
+//!
+//! | Feature | Default | Enables | Extra dependencies |
+//! |---|---|---|---|
+//! | `rayon` | yes | multi-threaded forward passes (`GConv::forward_into_par`, the rayon split of the fast and Fourier paths) | rayon |
+//! | `npy` | no | the `npy` module: NumPy `.npy` reading and writing of tensors | npyz |
+//! | `reference` | no | the `reference` module: the slow, independent f64 and int8 oracle the tests and benchmarks compare against. Test support: it panics on inconsistent arguments | none |
+//! | `cli` | no | the `gconv` binary (`src/bin/gconv/`); implies `npy` | clap, npyz |
+//!
+//! The binary is built and run from the workspace root with
+//! `cargo run --release -p gconv-std --features cli --bin gconv -- demo`. The
+//! workspace's tests and benchmarks turn on the features they need, so
+//! `cargo test --workspace` builds and tests all of it.
 // `unsafe` only in `fast` and `fourier`: the calls of the AVX-512 and AVX2+FMA kernels
 // after run-time detection. Tested under Miri.
 #![deny(unsafe_code)]
@@ -32,11 +50,13 @@ pub mod import;
 pub mod layer;
 pub mod model;
 pub mod model_file;
+#[cfg(feature = "npy")]
 pub mod npy;
 pub mod parallel;
 pub mod params;
 pub mod pool;
 pub mod quant;
+#[cfg(feature = "reference")]
 pub mod reference;
 pub mod tensor;
 pub mod transform;

@@ -6,6 +6,8 @@
 //! temporary file renamed into place: a failed write never leaves a partial file.
 //! For int8 work, [`read_npy_i8`], [`read_npy_i32`] and [`read_npy_f32_strict`] read
 //! exactly one dtype each (no conversion), and [`write_npy_i8`] writes int8.
+//!
+//! Compiled only with the `npy` Cargo feature (which `cli` implies).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};

@@ -12,7 +12,8 @@
 //! expansion are used, so this module is an independent check of the fast paths.
 //!
 //! This is test support, not runtime API: every function panics (via `assert!`) on
-//! inconsistent arguments instead of returning errors.
+//! inconsistent arguments instead of returning errors. It is compiled only with the
+//! `reference` Cargo feature, which the workspace's tests and benchmarks turn on.
 //!
 //! # Doubled centred coordinates
 //!

@@ -1,79 +1,53 @@
 //! Shared helpers for the cross-crate integration tests in `tests/`.
 //!
-//! * [`shared_reference_dir`] finds the `shared` folder that holds the GrouPy reference
-//!   tables (`shared/reference/groupy-indices`), beside the repository.
+//! * [`groupy_indices_dir`] and [`d4_even_extension_dir`]: the GrouPy reference index
+//!   tables, committed under `tests/data/groupy-indices/` (see the README.md there for
+//!   where they come from and what each file holds).
 //! * [`read_npy_i32`] reads one of those int32 `.npy` files.
 
-use std::env;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-/// Environment variable that overrides the location of the `shared` folder.
-pub const SHARED_DIR_ENV: &str = "GCONV_SHARED_DIR";
+/// Location of the GrouPy index tables, relative to this crate's manifest directory.
+pub const GROUPY_INDICES: &str = "data/groupy-indices";
 
-/// Path of the GrouPy index tables inside the `shared` folder.
-pub const GROUPY_INDICES: &str = "reference/groupy-indices";
+/// Location of the even-`K` D4 extension tables (not GrouPy output), relative to this
+/// crate's manifest directory.
+pub const D4_EVEN_EXTENSION: &str = "data/groupy-indices/d4-even-extension";
 
-/// Path of the even-`K` D4 extension tables inside the `shared` folder.
-pub const D4_EVEN_EXTENSION: &str = "reference/groupy-indices/d4-even-extension";
-
-/// Is this run under continuous integration (`CI` is `true` or `1`)? There, missing
-/// reference data is an error instead of a skipped test.
-pub fn running_under_ci() -> bool {
-    env::var("CI").is_ok_and(|v| {
-        let v = v.trim();
-        v == "1" || v.eq_ignore_ascii_case("true")
-    })
-}
-
-/// The `shared` folder that holds `reference/groupy-indices`, or `None` when it is absent
-/// (after a loud warning that the calling test is skipped).
-///
-/// Looked up, in order:
-/// 1. `$GCONV_SHARED_DIR` ([`SHARED_DIR_ENV`]), when set. An override that does not
-///    contain `reference/groupy-indices` is a configuration error and always panics.
-/// 2. `<repository>/../shared`, i.e. `<CARGO_MANIFEST_DIR>/../../shared`.
+/// `<this crate>/<relative>`, found from the manifest directory, so from any working
+/// directory.
 ///
 /// # Panics
-/// When the data is missing and [`running_under_ci`], with a message starting
-/// "shared reference data missing under CI"; and for a bad override (see above).
-pub fn shared_reference_dir() -> Option<PathBuf> {
-    if let Some(dir) = env::var_os(SHARED_DIR_ENV) {
-        let dir = PathBuf::from(dir);
-        let indices = dir.join(GROUPY_INDICES);
-        assert!(
-            indices.is_dir(),
-            "{SHARED_DIR_ENV} is set to {} but {} is not a directory",
-            dir.display(),
-            indices.display()
-        );
-        return Some(dir);
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = manifest.join("..").join("..").join("shared");
-    let indices = dir.join(GROUPY_INDICES);
-    if indices.is_dir() {
-        return Some(dir);
-    }
-    let why = format!(
-        "{} not found (looked beside the repository, from {}; set {SHARED_DIR_ENV} to the \
-         `shared` folder to point elsewhere)",
-        indices.display(),
-        manifest.display()
+/// If it is not a directory: the data is part of the repository, so its absence is a
+/// broken checkout, never a reason to skip a test.
+fn data_dir(relative: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    assert!(
+        dir.is_dir(),
+        "{} is not a directory: the reference data is committed with the tests",
+        dir.display()
     );
-    if running_under_ci() {
-        panic!("shared reference data missing under CI: {why}");
-    }
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("<unnamed test>");
-    eprintln!();
-    eprintln!("################################################################");
-    eprintln!("WARNING: test `{test}` SKIPPED: GrouPy reference data missing.");
-    eprintln!("WARNING: {why}");
-    eprintln!("WARNING: under CI (CI=true) this is a failure, not a skip.");
-    eprintln!("################################################################");
-    None
+    dir
+}
+
+/// The folder of GrouPy's index tables, `tests/data/groupy-indices/`
+/// ([`GROUPY_INDICES`]).
+///
+/// # Panics
+/// If the folder is missing.
+pub fn groupy_indices_dir() -> PathBuf {
+    data_dir(GROUPY_INDICES)
+}
+
+/// The folder of the even-`K` D4 extension tables,
+/// `tests/data/groupy-indices/d4-even-extension/` ([`D4_EVEN_EXTENSION`]).
+///
+/// # Panics
+/// If the folder is missing.
+pub fn d4_even_extension_dir() -> PathBuf {
+    data_dir(D4_EVEN_EXTENSION)
 }
 
 /// An int32 array read from a `.npy` file: C-order `shape` and row-major `data`.

@@ -1,6 +1,6 @@
 //! gconv-core's index tables and filter expansion against GrouPy's own output.
 //!
-//! The reference files in `shared/reference/groupy-indices/` are
+//! The reference files in `tests/data/groupy-indices/` (committed; see the README.md there) are
 //! `make_{c4_z2,c4_p4,d4_z2,d4_p4m}_indices(K)` from GrouPy (plus the even-`K` D4 extension,
 //! same closed form, not GrouPy output):
 //!
@@ -21,7 +21,7 @@ use gconv_core::conv::expand::expand_filter_bank;
 use gconv_core::group::tables::{IndexTable, c4_c4, d4_d4, table_entry, z2_c4, z2_d4};
 use gconv_core::{Buffer, C4, D4, Dim, Domain, Error, Group};
 use gconv_std::reference::{self, RefGroup};
-use gconv_tests::{D4_EVEN_EXTENSION, GROUPY_INDICES, NpyI32, read_npy_i32, shared_reference_dir};
+use gconv_tests::{NpyI32, d4_even_extension_dir, groupy_indices_dir, read_npy_i32};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -87,23 +87,19 @@ impl Pair {
     }
 
     /// Path of the `(T, U, V)` table (`flat = false`) or of the flat index table.
-    fn file(&self, shared: &Path, k: usize, flat: bool) -> PathBuf {
+    fn file(&self, k: usize, flat: bool) -> PathBuf {
         let flat = if flat { "flat_" } else { "" };
         if self.groupy_ks.contains(&k) {
-            shared
-                .join(GROUPY_INDICES)
-                .join(format!("indices_{flat}{}_k{k}.npy", self.stem))
+            groupy_indices_dir().join(format!("indices_{flat}{}_k{k}.npy", self.stem))
         } else if self.extension_ks.contains(&k) {
-            shared
-                .join(D4_EVEN_EXTENSION)
-                .join(format!("ext_indices_{flat}{}_k{k}.npy", self.stem))
+            d4_even_extension_dir().join(format!("ext_indices_{flat}{}_k{k}.npy", self.stem))
         } else {
             panic!("no reference file for {} K = {k}", self.stem)
         }
     }
 
-    fn load(&self, shared: &Path, k: usize, flat: bool) -> NpyI32 {
-        let npy = read_npy_i32(&self.file(shared, k, flat));
+    fn load(&self, k: usize, flat: bool) -> NpyI32 {
+        let npy = read_npy_i32(&self.file(k, flat));
         let k = k as u64;
         let (nto, nti) = (self.nto as u64, self.nti as u64);
         let expected: Vec<u64> = if flat {
@@ -115,7 +111,7 @@ impl Pair {
             npy.shape,
             expected,
             "shape of {}",
-            self.file(shared, k as usize, flat).display()
+            self.file(k as usize, flat).display()
         );
         npy
     }
@@ -173,7 +169,6 @@ fn oracle_entry(
 /// The const table equals the `(T, U, V)` file entry by entry; `flat()` equals the file's
 /// raw data.
 fn check_table_vs_npy<const NTO: usize, const NTI: usize, const K: usize>(
-    shared: &Path,
     pair: &Pair,
     table: &IndexTable<NTO, NTI, K>,
 ) {
@@ -183,7 +178,7 @@ fn check_table_vs_npy<const NTO: usize, const NTI: usize, const K: usize>(
         "{}: wrong constructor",
         pair.stem
     );
-    let npy = pair.load(shared, K, false);
+    let npy = pair.load(K, false);
     for t in 0..NTO {
         for s in 0..NTI {
             for u in 0..K {
@@ -210,64 +205,40 @@ fn check_table_vs_npy<const NTO: usize, const NTI: usize, const K: usize>(
 
 #[test]
 fn c4_z2_tables_equal_groupy() {
-    let Some(shared) = shared_reference_dir() else {
-        return;
-    };
     for_each_k!(z2_c4, [1, 2, 3, 4, 5], |table| check_table_vs_npy(
-        &shared, &C4_Z2, &table
+        &C4_Z2, &table
     ));
 }
 
 #[test]
 fn c4_p4_tables_equal_groupy() {
-    let Some(shared) = shared_reference_dir() else {
-        return;
-    };
     for_each_k!(c4_c4, [1, 2, 3, 4, 5], |table| check_table_vs_npy(
-        &shared, &C4_P4, &table
+        &C4_P4, &table
     ));
 }
 
 #[test]
 fn d4_z2_tables_equal_groupy() {
-    let Some(shared) = shared_reference_dir() else {
-        return;
-    };
-    for_each_k!(z2_d4, [1, 3, 5], |table| check_table_vs_npy(
-        &shared, &D4_Z2, &table
-    ));
+    for_each_k!(z2_d4, [1, 3, 5], |table| check_table_vs_npy(&D4_Z2, &table));
 }
 
 #[test]
 fn d4_p4m_tables_equal_groupy() {
-    let Some(shared) = shared_reference_dir() else {
-        return;
-    };
     for_each_k!(d4_d4, [1, 3, 5], |table| check_table_vs_npy(
-        &shared, &D4_P4M, &table
+        &D4_P4M, &table
     ));
 }
 
 #[test]
 fn d4_even_k_tables_equal_extension() {
-    let Some(shared) = shared_reference_dir() else {
-        return;
-    };
-    for_each_k!(z2_d4, [2, 4], |table| check_table_vs_npy(
-        &shared, &D4_Z2, &table
-    ));
-    for_each_k!(d4_d4, [2, 4], |table| check_table_vs_npy(
-        &shared, &D4_P4M, &table
-    ));
+    for_each_k!(z2_d4, [2, 4], |table| check_table_vs_npy(&D4_Z2, &table));
+    for_each_k!(d4_d4, [2, 4], |table| check_table_vs_npy(&D4_P4M, &table));
 }
 
 /// Every `.npy` in the reference folders is one these tests read: a new or renamed file
 /// cannot be silently ignored.
 #[test]
 fn every_reference_file_is_covered() {
-    let Some(shared) = shared_reference_dir() else {
-        return;
-    };
     let list = |dir: &Path| -> BTreeSet<String> {
         std::fs::read_dir(dir)
             .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
@@ -293,19 +264,16 @@ fn every_reference_file_is_covered() {
             }
         }
     }
-    assert_eq!(list(&shared.join(GROUPY_INDICES)), covered);
-    assert_eq!(list(&shared.join(D4_EVEN_EXTENSION)), covered_ext);
+    assert_eq!(list(&groupy_indices_dir()), covered);
+    assert_eq!(list(&d4_even_extension_dir()), covered_ext);
 }
 
 /// The run-time `table_entry` equals every file entry.
 #[test]
 fn runtime_table_entry_equals_groupy_files() {
-    let Some(shared) = shared_reference_dir() else {
-        return;
-    };
     for pair in PAIRS {
         for k in pair.all_ks() {
-            let npy = pair.load(&shared, k, false);
+            let npy = pair.load(k, false);
             for t in 0..pair.nto {
                 for s in 0..pair.nti {
                     for u in 0..k {
@@ -385,12 +353,9 @@ fn runtime_table_entry_equals_const_tables_k6_k7() {
 /// reference for the sizes GrouPy has no file for.
 #[test]
 fn matrix_oracle_equals_groupy_files() {
-    let Some(shared) = shared_reference_dir() else {
-        return;
-    };
     for pair in PAIRS {
         for k in pair.all_ks() {
-            let npy = pair.load(&shared, k, false);
+            let npy = pair.load(k, false);
             for t in 0..pair.nto {
                 for s in 0..pair.nti {
                     for u in 0..k {
@@ -419,11 +384,10 @@ fn groupy_flat(nti: usize, k: usize, [t, u, v]: [usize; 3]) -> usize {
 }
 
 fn check_flat_vs_npy<const NTO: usize, const NTI: usize, const K: usize>(
-    shared: &Path,
     pair: &Pair,
     table: &IndexTable<NTO, NTI, K>,
 ) {
-    let npy = pair.load(shared, K, true);
+    let npy = pair.load(K, true);
     let filter_len = NTI * K * K;
     for t in 0..NTO {
         let mut seen = vec![false; filter_len];
@@ -461,20 +425,17 @@ fn check_flat_vs_npy<const NTO: usize, const NTI: usize, const K: usize>(
 /// orientation's slice is a permutation of `0..nti*K*K`.
 #[test]
 fn flat_indices_equal_groupy() {
-    let Some(shared) = shared_reference_dir() else {
-        return;
-    };
     for_each_k!(z2_c4, [1, 2, 3, 4, 5], |table| check_flat_vs_npy(
-        &shared, &C4_Z2, &table
+        &C4_Z2, &table
     ));
     for_each_k!(c4_c4, [1, 2, 3, 4, 5], |table| check_flat_vs_npy(
-        &shared, &C4_P4, &table
+        &C4_P4, &table
     ));
     for_each_k!(z2_d4, [1, 2, 3, 4, 5], |table| check_flat_vs_npy(
-        &shared, &D4_Z2, &table
+        &D4_Z2, &table
     ));
     for_each_k!(d4_d4, [1, 2, 3, 4, 5], |table| check_flat_vs_npy(
-        &shared, &D4_P4M, &table
+        &D4_P4M, &table
     ));
 }
 
@@ -563,11 +524,12 @@ fn assert_same_bank(got: &[f32], want: &[f32], what: &str) {
 }
 
 /// `expand_filter_bank::<G>` (run-time K) and `IndexTable::expand` (const K) give the same
-/// bank, equal to gathers done directly from the reference files (both the `(T, U, V)` and
-/// the flat one), or from the matrix oracle when there is no file.
+/// bank, equal to the gather from the matrix oracle and, when `with_files` (the sizes
+/// that have a reference file), to gathers done directly from the reference files (both
+/// the `(T, U, V)` and the flat one).
 fn check_expand<G: Group, const NTO: usize, const NTI: usize, const K: usize>(
     _group: G,
-    shared: Option<&Path>,
+    with_files: bool,
     pair: &Pair,
     table: &IndexTable<NTO, NTI, K>,
     rng: &mut StdRng,
@@ -606,8 +568,8 @@ fn check_expand<G: Group, const NTO: usize, const NTI: usize, const K: usize>(
             &format!("{what}: expansion vs matrix-oracle gather"),
         );
 
-        if let Some(shared) = shared {
-            let npy = pair.load(shared, K, false);
+        if with_files {
+            let npy = pair.load(K, false);
             let by_file = gather_by_entries(pair, K, c_out, c_in, &raw, |t, s, u, v| {
                 let i = 3 * at(NTI, K, t, s, u, v);
                 [npy.data[i], npy.data[i + 1], npy.data[i + 2]].map(|x| x as usize)
@@ -617,7 +579,7 @@ fn check_expand<G: Group, const NTO: usize, const NTI: usize, const K: usize>(
                 &by_file,
                 &format!("{what}: expansion vs GrouPy (T, U, V) gather"),
             );
-            let flat = pair.load(shared, K, true);
+            let flat = pair.load(K, true);
             let by_flat = gather_by_flat(pair, K, c_out, c_in, &raw, &flat);
             assert_same_bank(
                 &runtime,
@@ -630,22 +592,18 @@ fn check_expand<G: Group, const NTO: usize, const NTI: usize, const K: usize>(
 
 #[test]
 fn expansion_equals_groupy_gather() {
-    let Some(shared) = shared_reference_dir() else {
-        return;
-    };
-    let shared = Some(shared.as_path());
     let mut rng = StdRng::seed_from_u64(0x6c0f_5eed);
     for_each_k!(z2_c4, [1, 2, 3, 4, 5], |table| check_expand(
-        C4, shared, &C4_Z2, &table, &mut rng
+        C4, true, &C4_Z2, &table, &mut rng
     ));
     for_each_k!(c4_c4, [1, 2, 3, 4, 5], |table| check_expand(
-        C4, shared, &C4_P4, &table, &mut rng
+        C4, true, &C4_P4, &table, &mut rng
     ));
     for_each_k!(z2_d4, [1, 2, 3, 4, 5], |table| check_expand(
-        D4, shared, &D4_Z2, &table, &mut rng
+        D4, true, &D4_Z2, &table, &mut rng
     ));
     for_each_k!(d4_d4, [1, 2, 3, 4, 5], |table| check_expand(
-        D4, shared, &D4_P4M, &table, &mut rng
+        D4, true, &D4_P4M, &table, &mut rng
     ));
 }
 
@@ -654,16 +612,16 @@ fn expansion_equals_groupy_gather() {
 fn expansion_equals_oracle_gather_k6_k7() {
     let mut rng = StdRng::seed_from_u64(0x0067_0067);
     for_each_k!(z2_c4, [6, 7], |table| check_expand(
-        C4, None, &C4_Z2, &table, &mut rng
+        C4, false, &C4_Z2, &table, &mut rng
     ));
     for_each_k!(c4_c4, [6, 7], |table| check_expand(
-        C4, None, &C4_P4, &table, &mut rng
+        C4, false, &C4_P4, &table, &mut rng
     ));
     for_each_k!(z2_d4, [6, 7], |table| check_expand(
-        D4, None, &D4_Z2, &table, &mut rng
+        D4, false, &D4_Z2, &table, &mut rng
     ));
     for_each_k!(d4_d4, [6, 7], |table| check_expand(
-        D4, None, &D4_P4M, &table, &mut rng
+        D4, false, &D4_P4M, &table, &mut rng
     ));
 }
 

@@ -301,7 +301,7 @@ def expand_bank(w: np.ndarray, from_space: str, to_group: str) -> np.ndarray:
 
 
 def check_indices(ref_dir: Path) -> int:
-    """Compare make_indices with GrouPy's tables in shared/reference/groupy-indices; returns
+    """Compare make_indices with GrouPy's tables in tests/data/groupy-indices; returns
     the number of tables checked (raises on a mismatch)."""
     n = 0
     names = {("z2", "c4"): "c4_z2", ("c4", "c4"): "c4_p4", ("z2", "d4"): "d4_z2",

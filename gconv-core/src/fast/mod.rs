@@ -69,7 +69,7 @@ use crate::error::{Buffer, Dim, Error, check_len};
 use crate::group::Group;
 use crate::shape::ConvGeometry;
 
-pub use tile::Kernel;
+pub use tile::{CO_GROUP, Kernel};
 
 /// Output planes per micro-kernel tile. Every `C_out*nto` is a multiple of it, since
 /// `nto = |G|` is 4 (C4) or 8 (D4).
@@ -275,6 +275,25 @@ impl FastPlan {
     /// takes a range of them.
     pub const fn plane_tiles(&self) -> usize {
         self.planes_out / MR
+    }
+
+    /// Input planes per block that [`compute`](Self::compute) with `kernel` walks
+    /// (step 5 of the [module docs](self)): as many as keep the reads of one group of
+    /// tiles in L1 (L2 for `K = 1`), at least 1, at most `C_in*nti`. The tile width
+    /// it depends on is the kernel's, or for AVX-512 the row tile the output width
+    /// selects. Tests ask this instead of copying the rule, to check that a case
+    /// reaches the driver branch it is meant for.
+    pub fn planes_per_block(&self, kernel: Kernel) -> usize {
+        tile::kernel_planes_per_block(self, kernel)
+    }
+
+    /// Blocks of input planes [`compute`](Self::compute) with `kernel` walks:
+    /// `C_in*nti` over [`planes_per_block`](Self::planes_per_block), rounded up. One
+    /// block is the sweep path (each plane tile sweeps the image); more accumulate
+    /// across blocks, [`CO_GROUP`] plane tiles at a time.
+    pub fn plane_blocks(&self, kernel: Kernel) -> usize {
+        self.planes_in
+            .div_ceil(self.planes_per_block(kernel).max(1))
     }
 
     /// Columns of each stride phase of the packed input: output pixel `(y, x)` reads

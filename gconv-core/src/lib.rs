@@ -89,4 +89,19 @@ mod test_data {
             *v = (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0;
         }
     }
+
+    /// Small deterministic pseudo-random integers in `-3..=3`: on such data every
+    /// path is exact in f32 (see `tests/tests/exact.rs`), so results compare bit for
+    /// bit.
+    pub(crate) fn fill_ints(buf: &mut [f32], mut seed: u32) {
+        for v in buf {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *v = ((seed >> 16) % 7) as f32 - 3.0;
+        }
+    }
+
+    /// Whether `a` and `b` hold the same bits, value for value.
+    pub(crate) fn same_bits(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
 }

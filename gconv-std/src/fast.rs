@@ -764,46 +764,92 @@ mod tests {
     }
 
     /// Small enough for Miri: C4->C4 2->2 (8 planes in, 8 out), K 3, 6x7 input.
-    fn layer_and_input(pair: Pair, stride: usize) -> (AnyConv, Tensor) {
+    /// Seeded weights and an input in [-1, 1); or, with `exact`, integers in -3..=3
+    /// (and a dyadic bias), on which every path computes exactly.
+    fn layer_and_input(pair: Pair, stride: usize, exact: bool) -> (AnyConv, Tensor) {
         let seeded = AnyConv::new(pair, 2, 2, 3, stride, Padding::Same, 5).unwrap();
         let bias = Some(vec![0.5, -0.75]);
-        let layer =
-            AnyConv::from_weights(pair, seeded.weight().clone(), bias, stride, Padding::Same)
-                .unwrap();
+        let weight = if exact {
+            let w = seeded.weight();
+            Tensor::from_fn(w.shape().to_vec(), |i| ((i * 29) % 7) as f32 - 3.0)
+        } else {
+            seeded.weight().clone()
+        };
+        let layer = AnyConv::from_weights(pair, weight, bias, stride, Padding::Same).unwrap();
         let mut shape = vec![2, 2, pair.from().planes(), 6, 7];
         if pair.from().planes() == 1 {
             shape.remove(2);
         }
-        let x = Tensor::from_fn(shape, |i| ((i * 37) % 11) as f32 / 5.0 - 1.0);
+        let x = if exact {
+            Tensor::from_fn(shape, |i| ((i * 37) % 7) as f32 - 3.0)
+        } else {
+            Tensor::from_fn(shape, |i| ((i * 37) % 11) as f32 / 5.0 - 1.0)
+        };
         (layer, x)
     }
 
-    /// Every kernel the CPU has (the AVX2 one through the `unsafe` call) agrees with
-    /// the direct path within the rounding of `C_in*nti*K*K` terms.
+    /// Every kernel the CPU has (the AVX2 and AVX-512 ones through the `unsafe`
+    /// call) agrees with the direct path: bit for bit on integer data (both exact),
+    /// and on random data within twice the rounding bound of one path,
+    /// `2 (T + 2) eps (S + |b|)` (`T = C_in*nti*K*K` terms, `S = sum |x w|`; the
+    /// direct path on absolute values computes `S + |b|` within a factor
+    /// `1 + (T + 2) eps`, which the bound allows for).
     #[test]
     fn every_available_kernel_matches_the_direct_path() {
-        for pair in [Pair::C4C4, Pair::Z2D4] {
-            for stride in [1, 2] {
-                let (mut layer, x) = layer_and_input(pair, stride);
-                layer.set_path(ConvPath::Direct);
-                let direct = layer.forward(&x).unwrap();
-                let plan = layer.fast_plan(x.shape()).unwrap();
-                let mut packed = vec![0.0; plan.packed_bank_len()];
-                gconv_core::fast::pack_bank(
-                    plan.geometry().bank_shape(),
-                    layer_bank(&layer),
-                    &mut packed,
-                )
-                .unwrap();
-                let terms = plan.geometry().terms_per_output() as f32;
-                for kernel in available_kernels() {
-                    let mut out = vec![f32::NAN; direct.len()];
-                    forward(&plan, kernel, x.data(), &packed, layer.bias(), &mut out).unwrap();
-                    for (a, b) in out.iter().zip(direct.data()) {
-                        let tol = (terms + 2.0) * f32::EPSILON * 8.0 * (1.0 + b.abs());
-                        assert!((a - b).abs() <= tol, "{pair:?} {kernel:?}: {a} vs {b}");
-                    }
+        for exact in [true, false] {
+            for pair in [Pair::C4C4, Pair::Z2D4] {
+                for stride in [1, 2] {
+                    check_kernels(pair, stride, exact);
                 }
+            }
+        }
+    }
+
+    fn check_kernels(pair: Pair, stride: usize, exact: bool) {
+        let (mut layer, x) = layer_and_input(pair, stride, exact);
+        layer.set_path(ConvPath::Direct);
+        let direct = layer.forward(&x).unwrap();
+        let plan = layer.fast_plan(x.shape()).unwrap();
+        let mut packed = vec![0.0; plan.packed_bank_len()];
+        gconv_core::fast::pack_bank(
+            plan.geometry().bank_shape(),
+            layer_bank(&layer),
+            &mut packed,
+        )
+        .unwrap();
+        // `S + |b|` per output, for the random data's bound.
+        let abs = |v: f32| v.abs();
+        let bias_abs = layer.bias().map(|b| b.iter().map(|v| v.abs()).collect());
+        let mut abs_layer = AnyConv::from_weights(
+            pair,
+            layer.weight().map(abs),
+            bias_abs,
+            stride,
+            Padding::Same,
+        )
+        .unwrap();
+        abs_layer.set_path(ConvPath::Direct);
+        let sums = abs_layer.forward(&x.map(abs)).unwrap();
+        let terms = plan.geometry().terms_per_output() as f32 + 2.0;
+        let eps = f32::EPSILON;
+        for kernel in available_kernels() {
+            let mut out = vec![f32::NAN; direct.len()];
+            forward(&plan, kernel, x.data(), &packed, layer.bias(), &mut out).unwrap();
+            if exact {
+                assert!(
+                    out.iter()
+                        .zip(direct.data())
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{pair:?} {kernel:?} stride {stride}: not exact"
+                );
+                continue;
+            }
+            for ((a, b), s) in out.iter().zip(direct.data()).zip(sums.data()) {
+                let tol = 2.0 * terms * eps * (1.0 + terms * eps) * s;
+                assert!(
+                    (a - b).abs() <= tol,
+                    "{pair:?} {kernel:?}: {a} vs {b}, tolerance {tol:e}"
+                );
             }
         }
     }
@@ -819,7 +865,7 @@ mod tests {
 
     #[test]
     fn a_kernel_the_cpu_lacks_is_an_error() {
-        let (layer, x) = layer_and_input(Pair::C4C4, 1);
+        let (layer, x) = layer_and_input(Pair::C4C4, 1, false);
         let plan = layer.fast_plan(x.shape()).unwrap();
         let mut out = vec![7.0; plan.geometry().output_len()];
         let packed = vec![0.0; plan.packed_bank_len()];
@@ -962,7 +1008,7 @@ mod tests {
 
     #[test]
     fn scratch_is_reused_not_reallocated() {
-        let (layer, x) = layer_and_input(Pair::C4C4, 1);
+        let (layer, x) = layer_and_input(Pair::C4C4, 1, false);
         let plan = layer.fast_plan(x.shape()).unwrap();
         let mut out = vec![0.0; plan.geometry().output_len()];
         layer.forward_into(&x, &mut out).unwrap();

@@ -256,16 +256,41 @@ mod tests {
     use gconv_core::Padding;
 
     /// Every kernel the CPU has (AVX-512 and AVX2+FMA through the `unsafe` calls)
-    /// agrees with the direct path, on layers small enough for Miri.
+    /// agrees with the direct path, on layers small enough for Miri: bit for bit on
+    /// integer data (both paths exact: the transforms add only, the scales are
+    /// powers of two), and on random data within the sum of the two paths' derived
+    /// bounds, `2 (T_F + 3|G| + 2) eps (S_F + |b|) + (T + 2) eps (S + |b|)`
+    /// (`gconv_core::fourier`'s module docs; `S_F` is the sum over the `|G|`
+    /// orientations of the direct path's `S = sum |x w|`, computed by the direct
+    /// path on absolute values, within `1 + (T + |G|) eps`).
     #[test]
     fn every_available_kernel_matches_the_direct_path() {
-        for pair in [Pair::C4C4, Pair::Z2D4] {
-            let mut layer = AnyConv::new(pair, 2, 2, 3, 1, Padding::Same, 9).unwrap();
+        for exact in [true, false] {
+            for pair in [Pair::C4C4, Pair::Z2D4] {
+                check_kernels(pair, exact);
+            }
+        }
+    }
+
+    fn check_kernels(pair: Pair, exact: bool) {
+        {
+            let seeded = AnyConv::new(pair, 2, 2, 3, 1, Padding::Same, 9).unwrap();
+            let weight = if exact {
+                let w = seeded.weight();
+                Tensor::from_fn(w.shape().to_vec(), |i| ((i * 29) % 7) as f32 - 3.0)
+            } else {
+                seeded.weight().clone()
+            };
+            let mut layer = AnyConv::from_weights(pair, weight, None, 1, Padding::Same).unwrap();
             let mut shape = vec![1, 2, pair.from().planes(), 5, 9];
             if pair.from().planes() == 1 {
                 shape.remove(2);
             }
-            let x = Tensor::from_fn(shape, |i| ((i * 37) % 11) as f32 / 5.0 - 1.0);
+            let x = if exact {
+                Tensor::from_fn(shape, |i| ((i * 37) % 7) as f32 - 3.0)
+            } else {
+                Tensor::from_fn(shape, |i| ((i * 37) % 11) as f32 / 5.0 - 1.0)
+            };
             layer.set_path(ConvPath::Direct);
             let direct = layer.forward(&x).unwrap();
             let plan = layer.fourier_plan(x.shape()).unwrap();
@@ -273,8 +298,18 @@ mod tests {
             plan.pack_weights(layer.weight().data(), &mut packed)
                 .unwrap();
             let geo = plan.geometry();
-            let terms = geo.terms_per_output() as f32;
-            let order = geo.nto() as f32;
+            let abs = |v: f32| v.abs();
+            let mut abs_layer =
+                AnyConv::from_weights(pair, layer.weight().map(abs), None, 1, Padding::Same)
+                    .unwrap();
+            abs_layer.set_path(ConvPath::Direct);
+            let sums = abs_layer.forward(&x.map(abs)).unwrap();
+            let order = geo.nto();
+            let eps = f32::EPSILON;
+            let terms = geo.terms_per_output() as f32 + 2.0;
+            let terms_f = (geo.in_channels() * plan.orbits() * 2 + 3 * order + 2) as f32;
+            let slack = 1.0 + (terms + order as f32) * eps;
+            let plane = geo.out_height() * geo.out_width();
             for kernel in available_kernels() {
                 let mut out = vec![f32::NAN; direct.len()];
                 let mut scratch = vec![f32::NAN; plan.scratch_len()];
@@ -288,9 +323,23 @@ mod tests {
                     &mut scratch,
                 )
                 .unwrap();
-                for (a, b) in out.iter().zip(direct.data()) {
-                    let tol = 4.0 * (terms + 3.0 * order) * f32::EPSILON * order * terms;
-                    assert!((a - b).abs() <= tol, "{pair:?} {kernel:?}: {a} vs {b}");
+                if exact {
+                    assert!(
+                        out.iter()
+                            .zip(direct.data())
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{pair:?} {kernel:?}: not exact"
+                    );
+                }
+                for (i, (a, b)) in out.iter().zip(direct.data()).enumerate() {
+                    // Output `i` is an orientation of G-channel `i / plane / |G|`.
+                    let first = i / plane / order * order * plane + i % plane;
+                    let s_f: f32 = (0..order).map(|g| sums.data()[first + g * plane]).sum();
+                    let tol = (2.0 * terms_f * s_f + terms * sums.data()[i]) * eps * slack;
+                    assert!(
+                        (a - b).abs() <= tol,
+                        "{pair:?} {kernel:?}: {a} vs {b}, tolerance {tol:e}"
+                    );
                 }
                 // Rows 0..2 and 2..H' of every plane (`ImagePart::Rows` through the
                 // unsafe calls): the same bits.

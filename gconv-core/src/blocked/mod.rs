@@ -417,7 +417,7 @@ mod tests {
     use super::*;
     use crate::conv::expand::expand_filter_bank;
     use crate::shape::Padding;
-    use crate::test_data::fill;
+    use crate::test_data::{fill, fill_ints, same_bits};
     use crate::{C4, D4};
 
     /// The packed block equals the matching rows of the expanded bank.
@@ -465,7 +465,9 @@ mod tests {
     }
 
     /// Small cases against the direct path (Miri-sized): every edge case of the
-    /// driver (padding wider than the kernel, strides, tile remainders).
+    /// driver (padding wider than the kernel, strides, tile remainders), on
+    /// small-integer data (both exact: the same bits) and on random data (the
+    /// rounding bound).
     #[test]
     fn matches_direct_path() {
         let cases = [
@@ -489,7 +491,12 @@ mod tests {
             (7, 1, Padding::Same, 8, 9),
         ];
         for (k, stride, padding, h, w) in cases {
-            for domain in [Domain::Z2, Domain::Group] {
+            for (domain, exact) in [
+                (Domain::Z2, true),
+                (Domain::Group, true),
+                (Domain::Z2, false),
+                (Domain::Group, false),
+            ] {
                 let shape = ConvShape {
                     batch: 2,
                     in_channels: 2,
@@ -503,10 +510,15 @@ mod tests {
                 let geo = shape.geometry::<C4>(domain).unwrap();
                 let mut x = [0.0f32; 2 * 2 * 4 * 19 * 13];
                 let x = &mut x[..geo.input_len()];
-                fill(x, 1);
                 let mut wt = [0.0f32; 2 * 2 * 4 * 49];
                 let wt = &mut wt[..geo.weight_len()];
-                fill(wt, 2);
+                if exact {
+                    fill_ints(x, 1);
+                    fill_ints(wt, 2);
+                } else {
+                    fill(x, 1);
+                    fill(wt, 2);
+                }
                 let bias = [0.25f32, -0.5];
                 let mut bank = [0.0f32; 8 * 2 * 2 * 4 * 49];
                 let mut want = [0.0f32; 2 * 2 * 4 * 19 * 13];
@@ -534,6 +546,13 @@ mod tests {
                 let got = &mut got[..geo.output_len()];
                 let mut scratch = [1e30f32; MR * 2 * 4 * 49 + 3];
                 forward::<C4>(domain, &shape, x, wt, Some(&bias), got, &mut scratch).unwrap();
+                if exact {
+                    assert!(
+                        same_bits(got, want),
+                        "{domain:?} k={k} s={stride}: not exact"
+                    );
+                    continue;
+                }
                 let terms = geo.terms_per_output() as f32;
                 for (g, r) in got.iter().zip(want.iter()) {
                     // Both are f32 sums of at most `terms` products of values in

@@ -69,7 +69,7 @@ use crate::error::{Buffer, Dim, Error, check_len};
 use crate::group::Group;
 use crate::shape::ConvGeometry;
 
-pub use tile::Kernel;
+pub use tile::{CO_GROUP, Kernel};
 
 /// Output planes per micro-kernel tile. Every `C_out*nto` is a multiple of it, since
 /// `nto = |G|` is 4 (C4) or 8 (D4).
@@ -275,6 +275,25 @@ impl FastPlan {
     /// takes a range of them.
     pub const fn plane_tiles(&self) -> usize {
         self.planes_out / MR
+    }
+
+    /// Input planes per block that [`compute`](Self::compute) with `kernel` walks
+    /// (step 5 of the [module docs](self)): as many as keep the reads of one group of
+    /// tiles in L1 (L2 for `K = 1`), at least 1, at most `C_in*nti`. The tile width
+    /// it depends on is the kernel's, or for AVX-512 the row tile the output width
+    /// selects. Tests ask this instead of copying the rule, to check that a case
+    /// reaches the driver branch it is meant for.
+    pub fn planes_per_block(&self, kernel: Kernel) -> usize {
+        tile::kernel_planes_per_block(self, kernel)
+    }
+
+    /// Blocks of input planes [`compute`](Self::compute) with `kernel` walks:
+    /// `C_in*nti` over [`planes_per_block`](Self::planes_per_block), rounded up. One
+    /// block is the sweep path (each plane tile sweeps the image); more accumulate
+    /// across blocks, [`CO_GROUP`] plane tiles at a time.
+    pub fn plane_blocks(&self, kernel: Kernel) -> usize {
+        self.planes_in
+            .div_ceil(self.planes_per_block(kernel).max(1))
     }
 
     /// Columns of each stride phase of the packed input: output pixel `(y, x)` reads
@@ -606,10 +625,17 @@ mod tests {
     use super::*;
     use crate::conv::{expand::expand_filter_bank, group::group_conv_expanded};
     use crate::shape::{ConvShape, Domain, Padding};
-    use crate::test_data::fill;
+    use crate::test_data::{fill, fill_ints, same_bits};
     use crate::{C4, D4, Group};
 
-    fn compare<G: Group>(shape: ConvShape, kernel: Kernel) {
+    /// The fast path with `kernel` against the direct path. With `exact` the data
+    /// are small integers, on which both are exact: the outputs must be the same
+    /// bits. Otherwise values in [-1, 1), and the bound is derived: each path is
+    /// within `(T + 2) eps (S + |b|)` of the exact sum (`T` terms, `S = sum |x w|`,
+    /// see the module docs), so they differ by at most twice that. `S` is the direct
+    /// path on `|x|` and `|bank|`, within a factor `1 + (T + 1) eps` of the exact
+    /// value, so the bound uses `(1 + (T + 2) eps) S`.
+    fn compare<G: Group>(shape: ConvShape, kernel: Kernel, exact: bool) {
         let geo = shape.geometry::<G>(Domain::Group).unwrap();
         let plan = FastPlan::new(&geo).unwrap();
         let mut x = [0.0f32; 4096];
@@ -620,8 +646,13 @@ mod tests {
         let mut direct = [0.0f32; 8192];
         let mut fast = [f32::NAN; 8192];
         let (x, w) = (&mut x[..geo.input_len()], &mut w[..geo.weight_len()]);
-        fill(x, 1);
-        fill(w, 2);
+        if exact {
+            fill_ints(x, 1);
+            fill_ints(w, 2);
+        } else {
+            fill(x, 1);
+            fill(w, 2);
+        }
         let bias = [0.5f32, -0.25, 1.0];
         let bias = Some(&bias[..geo.bias_len()]);
         let bank = &mut bank[..geo.bank_len()];
@@ -655,17 +686,32 @@ mod tests {
             )
             .unwrap();
         }
-        let terms = (geo.terms_per_output() + 2) as f32;
-        for (i, (a, b)) in direct.iter().zip(fast.iter()).enumerate() {
+        if exact {
+            assert!(same_bits(direct, fast), "{shape:?} {kernel:?}: not exact");
+            return;
+        }
+        // `S + |b|` per output: the direct path on absolute values.
+        for v in x.iter_mut().chain(bank.iter_mut()) {
+            *v = v.abs();
+        }
+        let abs_bias = [0.5f32, 0.25, 1.0];
+        let abs_bias = Some(&abs_bias[..geo.bias_len()]);
+        let mut sums = [0.0f32; 8192];
+        let sums = &mut sums[..geo.output_len()];
+        group_conv_expanded::<G>(&shape, x, bank, abs_bias, sums).unwrap();
+        let (terms, eps) = (geo.terms_per_output() as f32 + 2.0, f32::EPSILON);
+        for (i, ((a, b), s)) in direct.iter().zip(fast.iter()).zip(sums.iter()).enumerate() {
+            let tol = 2.0 * terms * eps * (1.0 + terms * eps) * s;
             assert!(
-                (a - b).abs() <= terms * 4.0 * f32::EPSILON * 4.0,
-                "{shape:?} output {i}: direct {a} fast {b}"
+                (a - b).abs() <= tol,
+                "{shape:?} output {i}: direct {a} fast {b}, tolerance {tol:e}"
             );
         }
     }
 
-    /// One small case per kernel this build can call: the one Miri runs (with
-    /// `-C target-feature=+avx2,+fma` it takes the `unsafe` call of `compute`).
+    /// One small case per kernel this build can call, on exact (integer) and random
+    /// data: the one Miri runs (with `-C target-feature=+avx2,+fma` it takes the
+    /// `unsafe` call of `compute`).
     #[test]
     fn compiled_kernel_matches_direct_path_small() {
         let shape = ConvShape {
@@ -680,8 +726,10 @@ mod tests {
         };
         for kernel in Kernel::ALL {
             if kernel.is_compiled() {
-                compare::<C4>(shape, kernel);
-                compare::<D4>(shape, kernel);
+                for exact in [true, false] {
+                    compare::<C4>(shape, kernel, exact);
+                    compare::<D4>(shape, kernel, exact);
+                }
             }
         }
     }
@@ -712,11 +760,13 @@ mod tests {
                             stride,
                             padding,
                         };
-                        compare::<C4>(shape, Kernel::Portable);
-                        compare::<D4>(shape, Kernel::Portable);
-                        for kernel in Kernel::ALL {
-                            if kernel != Kernel::Portable && kernel.is_compiled() {
-                                compare::<C4>(shape, kernel);
+                        for exact in [true, false] {
+                            compare::<C4>(shape, Kernel::Portable, exact);
+                            compare::<D4>(shape, Kernel::Portable, exact);
+                            for kernel in Kernel::ALL {
+                                if kernel != Kernel::Portable && kernel.is_compiled() {
+                                    compare::<C4>(shape, kernel, exact);
+                                }
                             }
                         }
                     }

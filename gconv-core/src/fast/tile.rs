@@ -110,8 +110,10 @@ const AVX512_NR: usize = 48;
 const ROW_NR: usize = 64;
 
 /// Output tiles whose accumulators are kept while the planes are walked block by block
-/// (on the stack: `CO_GROUP * MR * NR` f32, 6 KiB for the AVX2 tile).
-const CO_GROUP: usize = 16;
+/// (on the stack: `CO_GROUP * MR * NR` f32, 6 KiB for the AVX2 tile). A layer with
+/// more than this many [plane tiles](FastPlan::plane_tiles) and more than one
+/// [block of planes](FastPlan::plane_blocks) walks several groups of tiles.
+pub const CO_GROUP: usize = 16;
 
 /// Consecutive flat-output tiles computed with the same weights while they are in L1.
 const N_GROUP: usize = 4;
@@ -133,6 +135,28 @@ fn planes_per_block(plan: &FastPlan, nr: usize) -> usize {
     }
     let reach = N_GROUP * nr + (plan.geo.kernel() - 1) * (plan.phase_w.get() + 1);
     (L1_F32 / reach.max(1)).clamp(1, plan.planes_in.max(1))
+}
+
+/// The tile width `NR` the driver of `kernel` runs `plan` with: the kernel's flat
+/// tile, or for AVX-512 the row tile `drive_avx512` picks from the output width
+/// (`debug_assert`ed there, so this cannot drift from the driver).
+pub(super) fn driver_nr(plan: &FastPlan, kernel: Kernel) -> usize {
+    match kernel {
+        Kernel::Portable => PORTABLE_NR,
+        Kernel::Avx2Fma => AVX2_NR,
+        Kernel::Avx512 => match plan.row_tiles {
+            Some((4, 1) | (2, 2) | (1, 4)) => ROW_NR,
+            Some((3, 0)) => 56,
+            Some((2, 0)) => 40,
+            Some((1, 0)) => 48,
+            _ => AVX512_NR,
+        },
+    }
+}
+
+/// [`planes_per_block`] of the driver of `kernel` (see [`driver_nr`]).
+pub(super) fn kernel_planes_per_block(plan: &FastPlan, kernel: Kernel) -> usize {
+    planes_per_block(plan, driver_nr(plan, kernel))
 }
 
 /// How a kernel's tiles cover one output plane: where each tile starts on the flat
@@ -503,7 +527,7 @@ mod avx512 {
     };
     use core::ops::Range;
 
-    use super::{AVX512_NR, FastPlan, FlatTiles, MR, ROW_NR, RowTiles, drive};
+    use super::{AVX512_NR, FastPlan, FlatTiles, Kernel, MR, ROW_NR, RowTiles, drive, driver_nr};
 
     /// The AVX-512 tile (`4 x 48`): 12 accumulators, 3 input vectors and one broadcast
     /// weight, half of the 32 zmm registers. Same contract as the portable tile.
@@ -695,6 +719,7 @@ mod avx512 {
         let at = |start| (start, plan.plane_len, plan.phase_w.get());
         macro_rules! rows {
             ($v:literal, $r:literal) => {{
+                debug_assert_eq!(driver_nr(plan, Kernel::Avx512), ROW_NR);
                 let tiling = RowTiles {
                     plan,
                     width: 16 * $v,
@@ -715,6 +740,7 @@ mod avx512 {
         }
         macro_rules! rows_y {
             ($v:literal, $r:literal, $nr:literal) => {{
+                debug_assert_eq!(driver_nr(plan, Kernel::Avx512), $nr);
                 let tiling = RowTiles {
                     plan,
                     width: 16 * $v + 8,
@@ -748,17 +774,20 @@ mod avx512 {
             Some((3, 0)) => rows_y!(3, 1, 56),
             Some((2, 0)) => rows_y!(2, 1, 40),
             Some((1, 0)) => rows_y!(1, 2, 48),
-            _ => drive::<AVX512_NR>(
-                plan,
-                &FlatTiles(plan),
-                packed_bank,
-                bias,
-                out,
-                tiles,
-                |w, start, _, acc, add| {
-                    tile_avx512(w, packed_input, (start, plan.plane_len), taps, acc, add)
-                },
-            ),
+            _ => {
+                debug_assert_eq!(driver_nr(plan, Kernel::Avx512), AVX512_NR);
+                drive::<AVX512_NR>(
+                    plan,
+                    &FlatTiles(plan),
+                    packed_bank,
+                    bias,
+                    out,
+                    tiles,
+                    |w, start, _, acc, add| {
+                        tile_avx512(w, packed_input, (start, plan.plane_len), taps, acc, add)
+                    },
+                )
+            }
         }
     }
 }

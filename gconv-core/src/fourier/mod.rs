@@ -1170,47 +1170,98 @@ mod tests {
     use super::*;
     use crate::conv::{group::group_conv, lifting::lifting_conv};
     use crate::shape::{ConvShape, Domain, Padding};
-    use crate::test_data::fill;
+    use crate::test_data::{fill, fill_ints, same_bits};
     use crate::{C4, D4, Group};
 
     /// The Fourier path with the compiled kernel against the direct path, on a layer
     /// small enough for Miri. Widths are chosen so `butterfly_run` takes each branch:
     /// runs shorter than a vector, exactly one, and an overlapping last vector.
-    fn compare<G: Group>(domain: Domain, shape: ConvShape) {
+    ///
+    /// With `exact` the data are small integers: the transforms add only and the
+    /// weights' scales are powers of two, so both paths are exact and must give the
+    /// same bits. Otherwise values in [-1, 1) and the derived bound of the module
+    /// docs, `2 (T_F + 3|G| + 2) eps (S_F + |b|)` for the Fourier path plus
+    /// `(T + 2) eps (S + |b|)` for the direct one. `S_F` is the sum over the `|G|`
+    /// orientations of the direct path's `S = sum |x w|` (each pair of an orbit's
+    /// members meets in `|S_q|` orientations), both computed by the direct path on
+    /// absolute values (within `1 + (T + |G|) eps` of exact; the bound allows it).
+    fn compare<G: Group>(domain: Domain, shape: ConvShape, exact: bool) {
         let geo = shape.geometry::<G>(domain).unwrap();
         let plan = FourierPlan::new(&geo).unwrap();
-        let mut buf = [0.0f32; 3 * 4096];
+        let mut buf = [0.0f32; 4 * 4096];
         let (x, rest) = buf.split_at_mut(geo.input_len());
         let (w, rest) = rest.split_at_mut(geo.weight_len());
         let (direct, rest) = rest.split_at_mut(geo.output_len());
         let (fourier, rest) = rest.split_at_mut(geo.output_len());
+        let (sums, rest) = rest.split_at_mut(geo.output_len());
         let (packed, rest) = rest.split_at_mut(plan.packed_weights_len());
         let scratch = &mut rest[..plan.scratch_len()];
         scratch.fill(f32::NAN);
         fourier.fill(f32::NAN);
-        fill(x, 3);
-        fill(w, 4);
+        if exact {
+            fill_ints(x, 3);
+            fill_ints(w, 4);
+        } else {
+            fill(x, 3);
+            fill(w, 4);
+        }
         let bias = [0.5f32, -0.25, 1.0, 0.75, -2.0];
         let bias = Some(&bias[..geo.bias_len()]);
         let mut bank = [0.0f32; 4096];
         let bank = &mut bank[..geo.bank_len()];
-        match domain {
-            Domain::Z2 => lifting_conv::<G>(&shape, x, w, bias, direct, bank),
-            Domain::Group => group_conv::<G>(&shape, x, w, bias, direct, bank),
-        }
-        .unwrap();
+        let conv = |x: &[f32], w: &[f32], b, out: &mut [f32], bank: &mut [f32]| match domain {
+            Domain::Z2 => lifting_conv::<G>(&shape, x, w, b, out, bank),
+            Domain::Group => group_conv::<G>(&shape, x, w, b, out, bank),
+        };
+        conv(x, w, bias, direct, bank).unwrap();
         plan.pack_weights(w, packed).unwrap();
         plan.forward(Kernel::compiled(), x, packed, bias, fourier, scratch)
             .unwrap();
-        // |x|, |w| <= 1: each output's sum of |x w| is at most C_in*nti*K*K, and the
-        // Fourier path's error bound is |G| times that scale (see the module docs).
-        let terms = geo.terms_per_output() as f32;
-        let tol = 4.0 * (terms + 3.0 * G::ORDER as f32) * f32::EPSILON * G::ORDER as f32 * terms;
+        if exact {
+            assert!(same_bits(direct, fourier), "{shape:?}: not exact");
+            return;
+        }
+        for v in x.iter_mut().chain(w.iter_mut()) {
+            *v = v.abs();
+        }
+        conv(x, w, None, sums, bank).unwrap();
+        let order = G::ORDER;
+        let eps = f32::EPSILON;
+        let terms = geo.terms_per_output() as f32 + 2.0;
+        let terms_f = (geo.in_channels() * plan.orbits() * 2 + 3 * order + 2) as f32;
+        let slack = 1.0 + (terms + order as f32) * eps;
+        let plane = geo.out_height() * geo.out_width();
         for (i, (a, b)) in direct.iter().zip(fourier.iter()).enumerate() {
+            // Output `i` is plane `i / plane` of G-channel `i / plane / |G|`.
+            let channel = i / plane / order;
+            let first = channel * order * plane + i % plane;
+            let s_f: f32 = (0..order).map(|g| sums[first + g * plane]).sum();
+            let b_abs = bias.map_or(0.0, |b| b[channel % b.len()].abs());
+            let tol = (2.0 * terms_f * eps * (s_f * slack + b_abs)
+                + terms * eps * (sums[i] * slack + b_abs))
+                * slack;
             assert!(
                 (a - b).abs() <= tol,
-                "{shape:?} output {i}: direct {a} fourier {b}"
+                "{shape:?} output {i}: direct {a} fourier {b}, tolerance {tol:e}"
             );
+        }
+    }
+
+    #[test]
+    fn matches_the_direct_path_on_every_pair() {
+        for exact in [true, false] {
+            // Output widths 5 (< LANES), 8 (= LANES) and 11 (an overlapping last
+            // vector).
+            compare::<C4>(Domain::Group, shape((2, 3), (4, 5), 3, 1), exact);
+            compare::<D4>(Domain::Group, shape((1, 2), (3, 11), 3, 1), exact);
+            // The lifting kernel, whose vectors are 4 (portable) or 16 (AVX-512, as
+            // Miri runs it) pixels: output widths 18 and 8 (whole vectors and an
+            // overlapping last one, or narrower than one), 3 (narrower than any),
+            // one and two passes of channels.
+            compare::<C4>(Domain::Z2, shape((1, 5), (2, 18), 3, 1), exact);
+            compare::<C4>(Domain::Z2, shape((2, 3), (3, 8), 3, 1), exact);
+            compare::<C4>(Domain::Z2, shape((1, 3), (3, 3), 3, 1), exact);
+            compare::<D4>(Domain::Z2, shape((3, 1), (5, 21), 3, 2), exact);
         }
     }
 
@@ -1225,21 +1276,6 @@ mod tests {
             stride,
             padding: Padding::Same,
         }
-    }
-
-    #[test]
-    fn matches_the_direct_path_on_every_pair() {
-        // Output widths 5 (< LANES), 8 (= LANES) and 11 (an overlapping last vector).
-        compare::<C4>(Domain::Group, shape((2, 3), (4, 5), 3, 1));
-        compare::<D4>(Domain::Group, shape((1, 2), (3, 11), 3, 1));
-        // The lifting kernel, whose vectors are 4 (portable) or 16 (AVX-512, as Miri
-        // runs it) pixels: output widths 18 and 8 (whole vectors and an overlapping
-        // last one, or narrower than one), 3 (narrower than any), one and two passes
-        // of channels.
-        compare::<C4>(Domain::Z2, shape((1, 5), (2, 18), 3, 1));
-        compare::<C4>(Domain::Z2, shape((2, 3), (3, 8), 3, 1));
-        compare::<C4>(Domain::Z2, shape((1, 3), (3, 3), 3, 1));
-        compare::<D4>(Domain::Z2, shape((3, 1), (5, 21), 3, 2));
     }
 
     #[test]

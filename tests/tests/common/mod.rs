@@ -107,16 +107,23 @@ pub fn oracle(
     reference_conv(&spec, x, w, bias)
 }
 
-/// Asserts `got` matches the oracle element-wise within [`tolerance`]; returns the
-/// largest error relative to its tolerance (for reporting).
-pub fn assert_matches_oracle(
-    what: &str,
+/// Compares `got` with the oracle element-wise against [`tolerance`]: `Ok` with the
+/// largest error relative to its tolerance (for reporting), or `Err` describing the
+/// first output past it. The mutation tests use it to show that the bound fails on
+/// a planted error; the other tests go through [`assert_matches_oracle`].
+pub fn check_matches_oracle(
     got: &[f32],
     oracle: &RefOutput,
     terms: usize,
     bias: Option<&[f32]>,
-) -> f64 {
-    assert_eq!(got.len(), oracle.value.len(), "{what}: output length");
+) -> Result<f64, String> {
+    if got.len() != oracle.value.len() {
+        return Err(format!(
+            "output length {} != oracle {}",
+            got.len(),
+            oracle.value.len()
+        ));
+    }
     let [_, c_out, nto, oh, ow] = oracle.shape;
     let plane = oh * ow;
     let mut worst: f64 = 0.0;
@@ -129,13 +136,90 @@ pub fn assert_matches_oracle(
         let b = bias.map_or(0.0, |b| f64::from(b[o]));
         let tol = tolerance(terms, a, b);
         let err = (f64::from(g) - r).abs();
-        assert!(
-            err <= tol,
-            "{what}: output {idx} = {g}, oracle {r}, error {err:e} > tolerance {tol:e}"
-        );
+        // A NaN fails too.
+        if err.is_nan() || err > tol {
+            return Err(format!(
+                "output {idx} = {g}, oracle {r}, error {err:e} > tolerance {tol:e}"
+            ));
+        }
         worst = worst.max(err / tol);
     }
-    worst
+    Ok(worst)
+}
+
+/// Asserts `got` matches the oracle element-wise within [`tolerance`]; returns the
+/// largest error relative to its tolerance (for reporting).
+pub fn assert_matches_oracle(
+    what: &str,
+    got: &[f32],
+    oracle: &RefOutput,
+    terms: usize,
+    bias: Option<&[f32]>,
+) -> f64 {
+    check_matches_oracle(got, oracle, terms, bias).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------
+// Exact data: small integers.
+
+/// `len` integers uniform in `-max..=max`, as f32. With such inputs, weights and
+/// biases every path computes exactly (see `exact.rs`), so its output must equal the
+/// oracle's bit for bit.
+pub fn small_ints(rng: &mut StdRng, len: usize, max: i32) -> Vec<f32> {
+    (0..len)
+        .map(|_| rng.random_range(-max..=max) as f32)
+        .collect()
+}
+
+/// The oracle's output as f32, checked to be exact: every value an integer of
+/// magnitude below `2^24` (so that the conversion is exact and every partial sum of
+/// an f32 path is representable: the oracle's `sum |x w| + |b|` bounds them all).
+/// Panics otherwise: the data is then not the exact kind the caller meant.
+pub fn exact_oracle_values(what: &str, oracle: &RefOutput, bias: Option<&[f32]>) -> Vec<f32> {
+    let [_, c_out, nto, oh, ow] = oracle.shape;
+    let limit = f64::from(1u32 << 24);
+    oracle
+        .value
+        .iter()
+        .zip(&oracle.abs_sum)
+        .enumerate()
+        .map(|(idx, (&v, &a))| {
+            let o = (idx / (nto * oh * ow)) % c_out;
+            let b = bias.map_or(0.0, |b| f64::from(b[o]).abs());
+            assert!(
+                v.fract() == 0.0 && a + b < limit,
+                "{what}: output {idx}: {v} (sum |x w| + |b| = {}) is not a small integer",
+                a + b
+            );
+            v as f32
+        })
+        .collect()
+}
+
+/// Compares bit for bit; `Err` names the first difference.
+pub fn check_bits(got: &[f32], want: &[f32]) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("length {} != {}", got.len(), want.len()));
+    }
+    match got
+        .iter()
+        .zip(want)
+        .position(|(g, w)| g.to_bits() != w.to_bits())
+    {
+        Some(i) => Err(format!(
+            "output {i}: {} (bits {:#010x}) != exact {} (bits {:#010x})",
+            got[i],
+            got[i].to_bits(),
+            want[i],
+            want[i].to_bits()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Asserts bitwise equality with the exact values.
+pub fn assert_bits(what: &str, got: &[f32], want: &[f32]) {
+    check_bits(got, want).unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
 /// A seeded layer with a random nonzero bias (the seeded constructor's bias is zero).
@@ -227,6 +311,42 @@ pub fn fourier_abs_sums<G: Group>(geo: &ConvGeometry, x: &[f32], w: &[f32]) -> V
     sums
 }
 
+/// Compares the Fourier output with the oracle against the Fourier tolerance: `Ok`
+/// with the worst error relative to its tolerance, or `Err` describing the first
+/// output past it (for the mutation tests).
+pub fn check_fourier_matches<G: Group>(
+    plan: &FourierPlan,
+    got: &[f32],
+    reference: &RefOutput,
+    sums: &[f64],
+    bias: Option<&[f32]>,
+) -> Result<f64, String> {
+    let geo = plan.geometry();
+    let [_, c_out, nto, oh, ow] = geo.output_shape();
+    let d_max = 2; // the largest irrep dimension, for C4 and D4
+    let terms = geo.in_channels() * plan.orbits() * d_max;
+    let eps = f64::from(f32::EPSILON);
+    let mut worst: f64 = 0.0;
+    if got.len() != reference.value.len() {
+        return Err(format!("length {} != {}", got.len(), reference.value.len()));
+    }
+    for (idx, (&g, (&r, &sf))) in got.iter().zip(reference.value.iter().zip(sums)).enumerate() {
+        let o = (idx / (nto * oh * ow)) % c_out;
+        let b = bias.map_or(0.0, |b| f64::from(b[o]).abs());
+        let tol =
+            2.0 * (terms + 3 * G::ORDER + 2) as f64 * eps * (sf + b) + f64::from(f32::MIN_POSITIVE);
+        let err = (f64::from(g) - r).abs();
+        // A NaN fails too.
+        if err.is_nan() || err > tol {
+            return Err(format!(
+                "output {idx} = {g}, oracle {r}, error {err:e} > tolerance {tol:e}"
+            ));
+        }
+        worst = worst.max(err / tol);
+    }
+    Ok(worst)
+}
+
 /// Asserts the Fourier output matches the oracle within the Fourier tolerance;
 /// returns the worst error relative to its tolerance.
 pub fn assert_fourier_matches<G: Group>(
@@ -237,24 +357,6 @@ pub fn assert_fourier_matches<G: Group>(
     sums: &[f64],
     bias: Option<&[f32]>,
 ) -> f64 {
-    let geo = plan.geometry();
-    let [_, c_out, nto, oh, ow] = geo.output_shape();
-    let d_max = 2; // the largest irrep dimension, for C4 and D4
-    let terms = geo.in_channels() * plan.orbits() * d_max;
-    let eps = f64::from(f32::EPSILON);
-    let mut worst: f64 = 0.0;
-    assert_eq!(got.len(), reference.value.len(), "{what}: length");
-    for (idx, (&g, (&r, &sf))) in got.iter().zip(reference.value.iter().zip(sums)).enumerate() {
-        let o = (idx / (nto * oh * ow)) % c_out;
-        let b = bias.map_or(0.0, |b| f64::from(b[o]).abs());
-        let tol =
-            2.0 * (terms + 3 * G::ORDER + 2) as f64 * eps * (sf + b) + f64::from(f32::MIN_POSITIVE);
-        let err = (f64::from(g) - r).abs();
-        assert!(
-            err <= tol,
-            "{what}: output {idx} = {g}, oracle {r}, error {err:e} > tolerance {tol:e}"
-        );
-        worst = worst.max(err / tol);
-    }
-    worst
+    check_fourier_matches::<G>(plan, got, reference, sums, bias)
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
 }

@@ -77,6 +77,7 @@ pub(crate) fn correlate(
         NonZeroUsize::new(planes_in * taps.get()),
         NonZeroUsize::new(stride),
     ) else {
+        debug_assert!(false, "zero size in a validated geometry");
         return;
     };
 
@@ -94,7 +95,9 @@ pub(crate) fn correlate(
             .zip(filter_rows)
             .enumerate()
         {
-            let b = bias.and_then(|b| b.get(c / nto)).copied().unwrap_or(0.0);
+            let b = bias.map(|b| b.get(c / nto).copied());
+            debug_assert!(b != Some(None), "direct path: bias shorter than C_out");
+            let b = b.flatten().unwrap_or(0.0);
             y.fill(b);
             for (x, filter) in x_image
                 .chunks_exact(in_plane.get())
@@ -105,6 +108,7 @@ pub(crate) fn correlate(
                     for q in 0..k {
                         let (b_lo, b_hi) = col_range(q);
                         let weight = filter.get(p * k + q);
+                        debug_assert!(weight.is_some(), "direct path: tap outside its filter");
                         let Some(&weight) = weight.filter(|_| b_lo < b_hi) else {
                             continue;
                         };

@@ -50,8 +50,9 @@
 // of the int8 AVX2, AVX-VNNI and AVX-512 VNNI kernels, safe `#[target_feature]`
 // functions, in builds that enable those features at compile time),
 // `fourier::butterfly_run` (the transforms' vector loop, bounds checked once per run)
-// and the lifting kernel's stores (`fourier::lifting`, output rows checked once per
-// row). Tested under Miri (`scripts/miri.sh`). On Arm builds with an FPU, also in `blocked::tile::arm` (the
+// and the lifting kernel's stores (`fourier::lifting`, through row pointers taken
+// from slices cut from the output by checked `get_mut`, none null). Tested under Miri
+// (`scripts/miri.sh`). On Arm builds with an FPU, also in `blocked::tile::arm` (the
 // `asm!` tiles of the blocked path, read and write ranges checked once per strip or
 // column before the loop): Miri cannot run Arm assembly, so their portable twins are
 // what the host tests and Miri run, and the firmware (`scripts/cortex-m4.sh`) checks

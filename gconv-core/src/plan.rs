@@ -470,20 +470,8 @@ impl<G: Group> Plan<G> {
                 Ok(())
             }
             Body::Blocked => blocked::forward_geometry(geo, input, prepared, bias, output, scratch),
-            Body::Fast(p) => {
-                let (in_len, out_len) = (p.image_input_len(), p.image_output_len());
-                if in_len == 0 || out_len == 0 {
-                    return Ok(()); // unreachable: a geometry has no zero size
-                }
-                for (image, out) in input
-                    .chunks_exact(in_len)
-                    .zip(output.chunks_exact_mut(out_len))
-                {
-                    p.pack_input(image, scratch)?;
-                    p.compute(self.isa, scratch, prepared, bias, out, 0..p.plane_tiles())?;
-                }
-                Ok(())
-            }
+            // Checks once, then runs every image with nothing left to fail.
+            Body::Fast(p) => p.forward_with(self.isa, input, prepared, bias, output, scratch),
             Body::Fourier(p) => p.forward(self.isa, input, prepared, bias, output, scratch),
         }
     }

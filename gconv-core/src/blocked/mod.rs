@@ -136,6 +136,7 @@ pub fn forward_geometry(
     check_len(Buffer::Weight, weight.len(), geo.weight_len())?;
     let packed = scratch_prefix(scratch, scratch_len_for(geo))?;
     let Some(lay) = Layout::new(geo) else {
+        debug_assert!(false, "blocked path: no layout for a validated geometry");
         return Ok(()); // unreachable: the geometry has no zero size
     };
     // Nonzero for a validated geometry; as `NonZeroUsize` the chunk sizes have no
@@ -145,6 +146,7 @@ pub fn forward_geometry(
         NonZeroUsize::new(lay.planes_out * lay.out_plane),
         NonZeroUsize::new(MR * lay.out_plane),
     ) else {
+        debug_assert!(false, "blocked path: zero size in a validated geometry");
         return Ok(()); // unreachable: the geometry has no zero size
     };
     for (x_image, y_image) in input
@@ -155,7 +157,9 @@ pub fn forward_geometry(
             let channel = block / blocks_per_channel;
             let t0 = (block % blocks_per_channel.get()) * MR;
             pack_block(geo, weight, channel, t0, packed);
-            let b = bias.and_then(|b| b.get(channel)).copied().unwrap_or(0.0);
+            let b = bias.map(|b| b.get(channel).copied());
+            debug_assert!(b != Some(None), "blocked path: bias shorter than C_out");
+            let b = b.flatten().unwrap_or(0.0);
             lay.run_block(x_image, packed, b, y_block);
         }
     }

@@ -350,6 +350,7 @@ impl Column<'_> {
                 }
                 for p in 0..K {
                     let Some(w_tap) = w_taps.get(p * K + q) else {
+                        debug_assert!(false, "column tile: tap ({p}, {q}) outside the weights");
                         continue;
                     };
                     for j in 0..NR {

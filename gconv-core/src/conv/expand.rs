@@ -194,12 +194,14 @@ impl BankDims {
             NonZeroUsize::new(nti * taps),
             NonZeroUsize::new(self.c_in * nti * taps),
         ) else {
+            debug_assert!(false, "expand: zero size in a validated shape");
             return;
         };
         let mut bank_rows = bank.chunks_exact_mut(row_len.get());
         for raw_row in raw.chunks_exact(row_len.get()).take(self.c_out) {
             for t in 0..nto {
                 let Some(bank_row) = bank_rows.next() else {
+                    debug_assert!(false, "expand: bank shorter than C_out*nto rows");
                     return;
                 };
                 let filters = raw_row
@@ -213,10 +215,12 @@ impl BankDims {
                                 let (Some(out), Some((p, su, sv))) =
                                     (outs.next(), entry(t, s, u, v))
                                 else {
+                                    debug_assert!(false, "expand: index table entry missing");
                                     continue;
                                 };
-                                if let Some(&w) = raw_filter.get(p * taps + su * k + sv) {
-                                    *out = w;
+                                match raw_filter.get(p * taps + su * k + sv) {
+                                    Some(&w) => *out = w,
+                                    None => debug_assert!(false, "expand: source tap out of range"),
                                 }
                             }
                         }

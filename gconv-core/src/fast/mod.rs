@@ -305,12 +305,17 @@ impl FastPlan {
     /// Offsets of the taps `p = u*K + v` in a packed plane, `K*K` of them.
     pub(crate) fn tap_offsets(&self) -> &[usize] {
         // `n_taps = K*K <= MAX_KERNEL^2` (checked in `new`): never the fallback.
-        self.taps.get(..self.n_taps).unwrap_or(&[])
+        let taps = self.taps.get(..self.n_taps);
+        debug_assert!(taps.is_some(), "fast plan: more taps than MAX_KERNEL^2");
+        taps.unwrap_or(&[])
     }
 
-    /// Offset of tap `p = u*K + v` in a packed plane (0 for `p >= K*K`).
+    /// Offset of tap `p = u*K + v` in a packed plane (0 for `p >= K*K`, which the
+    /// callers never ask: a debug assertion).
     pub(crate) fn tap_offset(&self, p: usize) -> usize {
-        self.tap_offsets().get(p).copied().unwrap_or(0)
+        let offset = self.tap_offsets().get(p).copied();
+        debug_assert!(offset.is_some(), "tap {p} of a {}-tap kernel", self.n_taps);
+        offset.unwrap_or(0)
     }
 
     /// Output values of one image: `C_out*nto*H'*W'`.
@@ -405,61 +410,69 @@ impl FastPlan {
         tiles: Range<usize>,
     ) -> Result<(), Error> {
         self.check_compute(packed_input, packed_bank, bias, out, &tiles)?;
+        if !kernel.is_compiled() {
+            return Err(Error::KernelNotCompiled {
+                kernel: kernel.name(),
+            });
+        }
+        self.drive(kernel, packed_input, packed_bank, bias, out, tiles);
+        Ok(())
+    }
+
+    /// The body of [`compute`](Self::compute), after its checks (`check_compute` and
+    /// `kernel.is_compiled()`): cannot fail. A kernel that is not compiled in (ruled
+    /// out by the caller) writes nothing, with a debug assertion.
+    fn drive(
+        &self,
+        kernel: Kernel,
+        packed_input: &[f32],
+        packed_bank: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+        tiles: Range<usize>,
+    ) {
+        debug_assert!(
+            self.check_compute(packed_input, packed_bank, bias, out, &tiles)
+                .is_ok(),
+            "fast path driven with unchecked operands"
+        );
         match kernel {
             Kernel::Portable => {
                 tile::drive_portable(self, packed_input, packed_bank, bias, out, tiles);
-                Ok(())
             }
+            #[cfg(all(
+                target_arch = "x86_64",
+                target_feature = "avx2",
+                target_feature = "fma"
+            ))]
             Kernel::Avx2Fma => {
-                #[cfg(all(
-                    target_arch = "x86_64",
-                    target_feature = "avx2",
-                    target_feature = "fma"
-                ))]
-                {
-                    // SAFETY: this arm is compiled only when the build enables `avx2` and
-                    // `fma` for every function (`-C target-feature` / `target-cpu`), so
-                    // the CPU running this code has them; that is the one requirement
-                    // of the `#[target_feature]` function, which is otherwise safe Rust.
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        tile::drive_avx2_fma(self, packed_input, packed_bank, bias, out, tiles);
-                    }
-                    Ok(())
+                // SAFETY: this arm is compiled only when the build enables `avx2` and
+                // `fma` for every function (`-C target-feature` / `target-cpu`), so
+                // the CPU running this code has them; that is the one requirement
+                // of the `#[target_feature]` function, which is otherwise safe Rust.
+                #[allow(unsafe_code)]
+                unsafe {
+                    tile::drive_avx2_fma(self, packed_input, packed_bank, bias, out, tiles);
                 }
-                #[cfg(not(all(
-                    target_arch = "x86_64",
-                    target_feature = "avx2",
-                    target_feature = "fma"
-                )))]
-                Err(Error::KernelNotCompiled { kernel: "avx2_fma" })
             }
+            #[cfg(all(
+                target_arch = "x86_64",
+                target_feature = "avx512f",
+                target_feature = "avx2",
+                target_feature = "fma"
+            ))]
             Kernel::Avx512 => {
-                #[cfg(all(
-                    target_arch = "x86_64",
-                    target_feature = "avx512f",
-                    target_feature = "avx2",
-                    target_feature = "fma"
-                ))]
-                {
-                    // SAFETY: compiled only when the build enables `avx512f`, `avx2`
-                    // and `fma` for every function, so the CPU running this code has
-                    // them; that is the one requirement of the `#[target_feature]`
-                    // function (safe Rust).
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        tile::drive_avx512(self, packed_input, packed_bank, bias, out, tiles);
-                    }
-                    Ok(())
+                // SAFETY: compiled only when the build enables `avx512f`, `avx2`
+                // and `fma` for every function, so the CPU running this code has
+                // them; that is the one requirement of the `#[target_feature]`
+                // function (safe Rust).
+                #[allow(unsafe_code)]
+                unsafe {
+                    tile::drive_avx512(self, packed_input, packed_bank, bias, out, tiles);
                 }
-                #[cfg(not(all(
-                    target_arch = "x86_64",
-                    target_feature = "avx512f",
-                    target_feature = "avx2",
-                    target_feature = "fma"
-                )))]
-                Err(Error::KernelNotCompiled { kernel: "avx512" })
             }
+            #[allow(unreachable_patterns)] // every kernel is compiled in some builds
+            _ => debug_assert!(false, "kernel {} driven but not compiled in", kernel.name()),
         }
     }
 
@@ -532,26 +545,58 @@ impl FastPlan {
         output: &mut [f32],
         scratch: &mut [f32],
     ) -> Result<(), Error> {
+        self.forward_with(
+            Kernel::compiled(),
+            input,
+            packed_bank,
+            bias,
+            output,
+            scratch,
+        )
+    }
+
+    /// [`forward`](Self::forward) with `kernel` (for [`Plan`](crate::plan::Plan),
+    /// whose kernel is chosen at planning).
+    ///
+    /// # Errors
+    /// As [`forward`](Self::forward); [`Error::KernelNotCompiled`] when `kernel` is
+    /// not compiled into this build. Nothing is written on error.
+    pub(crate) fn forward_with(
+        &self,
+        kernel: Kernel,
+        input: &[f32],
+        packed_bank: &[f32],
+        bias: Option<&[f32]>,
+        output: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<(), Error> {
         self.check_batch(input, output)?;
         self.check_operands(packed_bank, bias)?;
         let packed = self.scratch(scratch)?;
+        if !kernel.is_compiled() {
+            return Err(Error::KernelNotCompiled {
+                kernel: kernel.name(),
+            });
+        }
         let (in_len, out_len) = (self.image_input_len(), self.image_output_len());
         if in_len == 0 || out_len == 0 {
             return Ok(());
         }
+        // Everything is checked: the loop below cannot fail (every image's buffers
+        // have the checked lengths).
         for (image, out) in input
             .chunks_exact(in_len)
             .zip(output.chunks_exact_mut(out_len))
         {
             pack::pack_input(self, image, packed);
-            self.compute(
-                Kernel::compiled(),
+            self.drive(
+                kernel,
                 packed,
                 packed_bank,
                 bias,
                 out,
                 0..self.plane_tiles(),
-            )?;
+            );
         }
         Ok(())
     }
@@ -592,7 +637,7 @@ impl FastPlan {
             })
     }
 
-    fn check_compute(
+    pub(crate) fn check_compute(
         &self,
         packed_input: &[f32],
         packed_bank: &[f32],

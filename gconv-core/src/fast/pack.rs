@@ -15,6 +15,7 @@ pub(super) fn pack_bank(bank: &[f32], packed: &mut [f32], planes_in: usize, taps
         NonZeroUsize::new(planes_in * taps),
         NonZeroUsize::new(MR * planes_in * taps),
     ) else {
+        debug_assert!(false, "pack_bank: a checked bank has planes and taps");
         return;
     };
     for (bank_tile, packed_tile) in bank
@@ -24,8 +25,9 @@ pub(super) fn pack_bank(bank: &[f32], packed: &mut [f32], planes_in: usize, taps
         // `packed_tile` is (filter, MR): column m is output plane m of the tile.
         for (m, plane) in bank_tile.chunks_exact(filter.get()).enumerate() {
             for (row, &w) in packed_tile.chunks_exact_mut(MR).zip(plane) {
-                if let Some(slot) = row.get_mut(m) {
-                    *slot = w;
+                match row.get_mut(m) {
+                    Some(slot) => *slot = w,
+                    None => debug_assert!(false, "pack_bank: plane {m} of a tile of {MR}"),
                 }
             }
         }
@@ -46,9 +48,14 @@ pub(super) fn pack_input(plan: &FastPlan, image: &[f32], packed: &mut [f32]) {
         NonZeroUsize::new(plan.geo.height() * plan.geo.width()),
         NonZeroUsize::new(plan.plane_len),
     ) else {
+        debug_assert!(false, "pack_input: zero plane in a validated geometry");
         packed.fill(0.0);
         return;
     };
+    debug_assert!(
+        image.len() == plan.planes_in * hw.get() && packed.len() >= plan.packed_input_len,
+        "pack_input: buffers not checked by the caller"
+    );
     let body = (plan.planes_in * plan.plane_len).min(packed.len());
     let (planes, tail) = packed.split_at_mut(body);
     for (plane, dst) in image
@@ -82,8 +89,9 @@ pub(super) fn pack_plane(plan: &FastPlan, plane: &[f32], dst: &mut [f32]) {
             // One phase: the padded row, `left` zeros first.
             let start = r * pw + left;
             let n = w.min(pw.saturating_sub(left));
-            if let Some(d) = dst.get_mut(start..start + n) {
-                d.copy_from_slice(&row[..n]);
+            match dst.get_mut(start..start + n) {
+                Some(d) => d.copy_from_slice(&row[..n]),
+                None => debug_assert!(false, "pack_plane: row {r} outside the phase"),
             }
             continue;
         }
@@ -93,8 +101,9 @@ pub(super) fn pack_plane(plan: &FastPlan, plane: &[f32], dst: &mut [f32]) {
             if c >= pw {
                 break;
             }
-            if let Some(d) = dst.get_mut((a * s.get() + b) * phase_len + r * pw + c) {
-                *d = v;
+            match dst.get_mut((a * s.get() + b) * phase_len + r * pw + c) {
+                Some(d) => *d = v,
+                None => debug_assert!(false, "pack_plane: sample ({r}, {c}) outside its phase"),
             }
         }
     }

@@ -227,6 +227,9 @@ impl<const NR: usize> Tiling<NR> for RowTiles<'_> {
             for (r, src) in acc_m.chunks_exact(self.width).enumerate().take(self.rows) {
                 let y = y0 + r;
                 let Some(dst) = out_plane.get_mut(y * ow + x0..y * ow + x0 + self.width) else {
+                    // Rows past the last one are computed and dropped; any other row
+                    // is inside the plane.
+                    debug_assert!(y >= self.plan.geo.out_height(), "row tile: row {y} cut");
                     break;
                 };
                 for (d, &v) in dst.iter_mut().zip(src) {
@@ -259,18 +262,41 @@ fn drive<const NR: usize>(
     let block = planes_per_block(plan, NR);
     let mut one = [[0.0f32; NR]; MR];
     let channel_shift = (plan.geo.nto() / MR).trailing_zeros();
+    debug_assert!(
+        tiles.end <= plan.plane_tiles() && out.len() == tiles.len() * MR * plane,
+        "fast drive: tiles or output not checked by the caller"
+    );
+    debug_assert!(
+        packed_bank.len() == plan.plane_tiles() * filter,
+        "fast drive: packed bank not checked by the caller"
+    );
+    // The tile's planes `t*MR ..` are orientations of G-channel `t*MR / nto = t >>
+    // channel_shift` (`nto / MR` is 1 or 2); `bias` has one value per G-channel.
+    let bias_of = |t: usize| {
+        let b = bias.map(|b| b.get(t >> channel_shift).copied());
+        debug_assert!(b != Some(None), "fast drive: bias shorter than C_out");
+        b.flatten().unwrap_or(0.0)
+    };
     if block >= plan.planes_in {
         // Few input planes (lifting layers): the whole input stays in cache, so each
         // plane tile sweeps the image and writes its planes front to back.
         // `MR` nonzero planes, as a `NonZeroUsize`: the chunk size has no panic path.
         let Some(tile_len) = plan.out_plane.checked_mul(MR_NZ) else {
+            debug_assert!(
+                false,
+                "fast drive: tile size overflows (the output length did not)"
+            );
             return;
         };
         for (t, out_tile) in tiles.zip(out.chunks_exact_mut(tile_len.get())) {
             let Some(weights) = packed_bank.get(t * filter..(t + 1) * filter) else {
+                debug_assert!(
+                    false,
+                    "fast drive: weights of tile {t} past the packed bank"
+                );
                 return;
             };
-            let b = bias.map_or(0.0, |b| b.get(t >> channel_shift).copied().unwrap_or(0.0));
+            let b = bias_of(t);
             for j in 0..tiling.count() {
                 let n0 = tiling.start(j);
                 tile(weights, n0, n0, &mut one, false);
@@ -294,6 +320,10 @@ fn drive<const NR: usize>(
                 for (t, acc_t) in (t0..t1).zip(accs.iter_mut()) {
                     let start = t * filter + p0 * terms;
                     let Some(weights) = packed_bank.get(start..start + (p1 - p0) * terms) else {
+                        debug_assert!(
+                            false,
+                            "fast drive: weights of tile {t} past the packed bank"
+                        );
                         return;
                     };
                     for (j, acc) in acc_t.iter_mut().enumerate().take(count) {
@@ -306,11 +336,10 @@ fn drive<const NR: usize>(
             for (t, acc_t) in (t0..t1).zip(accs.iter()) {
                 let start = (t - tiles.start) * MR * plane;
                 let Some(out_tile) = out.get_mut(start..start + MR * plane) else {
+                    debug_assert!(false, "fast drive: tile {t} past the output");
                     return;
                 };
-                // The tile's planes `t*MR ..` are orientations of G-channel
-                // `t*MR / nto = t >> channel_shift` (`nto / MR` is 1 or 2).
-                let b = bias.map_or(0.0, |b| b.get(t >> channel_shift).copied().unwrap_or(0.0));
+                let b = bias_of(t);
                 for (j, acc) in acc_t.iter().enumerate().take(count) {
                     tiling.store(acc, first + j, b, out_tile);
                 }
@@ -340,13 +369,16 @@ fn store_tile<const NR: usize>(
         // The whole tile is inside row `y`: one contiguous run per plane.
         let at = y * ow + x;
         for (acc_m, out_plane) in acc.iter().zip(out_tile.chunks_exact_mut(plane)) {
-            if let Some(dst) = out_plane
+            match out_plane
                 .get_mut(at..)
                 .and_then(|d| d.first_chunk_mut::<NR>())
             {
-                for (d, &v) in dst.iter_mut().zip(acc_m) {
-                    *d = v + bias;
+                Some(dst) => {
+                    for (d, &v) in dst.iter_mut().zip(acc_m) {
+                        *d = v + bias;
+                    }
                 }
+                None => debug_assert!(false, "fast store: tile inside row {y} cut"),
             }
         }
         return;
@@ -361,6 +393,12 @@ fn store_tile<const NR: usize>(
                 acc_m.get(j..j + keep),
                 out_plane.get_mut(y * ow + x..y * ow + x + keep),
             ) else {
+                // Only an empty run (the dropped columns past the last row's end)
+                // can fall outside the plane.
+                debug_assert!(
+                    keep == 0,
+                    "fast store: run of row {y} outside the tile or plane"
+                );
                 continue;
             };
             for (d, &v) in dst.iter_mut().zip(src) {
@@ -396,6 +434,7 @@ fn tile_portable(
     // panic path of a zero chunk size out of the code.
     for w_plane in w_terms.chunks_exact(taps.len().max(1)) {
         let Some(window) = input.get(base..) else {
+            debug_assert!(false, "fast tile: input plane past the packed input");
             break;
         };
         for (w, &tap) in w_plane.iter().zip(taps) {
@@ -403,6 +442,10 @@ fn tile_portable(
                 .get(tap..)
                 .and_then(|r| r.first_chunk::<PORTABLE_NR>())
             else {
+                debug_assert!(
+                    false,
+                    "fast tile: tap window past the packed input (tail room)"
+                );
                 break;
             };
             for (c_m, &w_m) in c.iter_mut().zip(w) {
@@ -467,10 +510,15 @@ mod avx2 {
         let mut base = start;
         for w_plane in w_terms.chunks_exact(taps.len().max(1)) {
             let Some(window) = input.get(base..) else {
+                debug_assert!(false, "fast tile: input plane past the packed input");
                 break;
             };
             for (w, &tap) in w_plane.iter().zip(taps) {
                 let Some(x) = window.get(tap..tap + AVX2_NR) else {
+                    debug_assert!(
+                        false,
+                        "fast tile: tap window past the packed input (tail room)"
+                    );
                     break;
                 };
                 // Three 8-lane loads; the chunks always exist (`x` has 24 values).
@@ -550,10 +598,15 @@ mod avx512 {
         let mut base = start;
         for w_plane in w_terms.chunks_exact(taps.len().max(1)) {
             let Some(window) = input.get(base..) else {
+                debug_assert!(false, "fast tile: input plane past the packed input");
                 break;
             };
             for (w, &tap) in w_plane.iter().zip(taps) {
                 let Some(x) = window.get(tap..tap + AVX512_NR) else {
+                    debug_assert!(
+                        false,
+                        "fast tile: tap window past the packed input (tail room)"
+                    );
                     break;
                 };
                 // Three 16-lane loads; the chunks always exist (`x` has 48 values).
@@ -597,6 +650,7 @@ mod avx512 {
         let mut base = start;
         'planes: for w_plane in w_terms.chunks_exact(taps.len().max(1)) {
             let Some(window) = input.get(base..) else {
+                debug_assert!(false, "fast tile: input plane past the packed input");
                 break;
             };
             for (w, &tap) in w_plane.iter().zip(taps) {
@@ -604,6 +658,10 @@ mod avx512 {
                 for (r, x_r) in x.iter_mut().enumerate() {
                     let at = tap + r * row_len;
                     let Some(row) = window.get(at..at + 16 * V) else {
+                        debug_assert!(
+                            false,
+                            "fast tile: tap window past the packed input (tail room)"
+                        );
                         break 'planes;
                     };
                     for (x_rv, chunk) in x_r.iter_mut().zip(row.chunks_exact(16)) {
@@ -658,6 +716,7 @@ mod avx512 {
         let mut base = start;
         'planes: for w_plane in w_terms.chunks_exact(taps.len().max(1)) {
             let Some(window) = input.get(base..) else {
+                debug_assert!(false, "fast tile: input plane past the packed input");
                 break;
             };
             for (w, &tap) in w_plane.iter().zip(taps) {
@@ -666,6 +725,10 @@ mod avx512 {
                 for (r, (xz_r, xy_r)) in xz.iter_mut().zip(&mut xy).enumerate() {
                     let at = tap + r * row_len;
                     let Some(row) = window.get(at..at + width) else {
+                        debug_assert!(
+                            false,
+                            "fast tile: tap window past the packed input (tail room)"
+                        );
                         break 'planes;
                     };
                     for (x, chunk) in xz_r.iter_mut().zip(row.chunks_exact(16)) {

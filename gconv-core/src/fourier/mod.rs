@@ -360,6 +360,7 @@ impl FourierPlan {
             // The same numbers in the lifting kernel's order (`lifting.rs`).
             let a = |block: usize, ob, iqc| {
                 let b = self.blocks.get(block);
+                debug_assert!(b.is_some(), "lifting weights: block {block}");
                 b.map_or(0.0, |b| self.a_entry(raw, b, ob, iqc))
             };
             match self.geo.nto() {
@@ -388,10 +389,11 @@ impl FourierPlan {
                                 let r = o * b.dim + row_b;
                                 let col = (i * q_count + q) * b.dim + c;
                                 // The fast path's bank layout: (rows/MR, cols, MR).
-                                if let Some(slot) =
-                                    a.get_mut((r / MR) * cols * MR + col * MR + r % MR)
-                                {
-                                    *slot = self.a_entry(raw, b, (o, row_b), (i, q, c));
+                                match a.get_mut((r / MR) * cols * MR + col * MR + r % MR) {
+                                    Some(slot) => {
+                                        *slot = self.a_entry(raw, b, (o, row_b), (i, q, c));
+                                    }
+                                    None => debug_assert!(false, "packed A_rho: ({r}, {col})"),
                                 }
                             }
                         }
@@ -417,12 +419,13 @@ impl FourierPlan {
         let mut acc = 0.0f32;
         for m in 0..order {
             let (h, p) = self.orbits.member(q, m);
-            let w = raw
-                .get(((o * c_in + i) * nti + h) * taps + p)
-                .copied()
-                .unwrap_or(0.0);
+            let w = raw.get(((o * c_in + i) * nti + h) * taps + p).copied();
             let rho = block.matrix(m).get(row_b).and_then(|r| r.get(c)).copied();
-            acc += f32::from(rho.unwrap_or(0)) * w;
+            debug_assert!(
+                w.is_some() && rho.is_some(),
+                "A_rho entry: weight or irrep index"
+            );
+            acc += f32::from(rho.unwrap_or(0)) * w.unwrap_or(0.0);
         }
         let scale = block.dim as f32 / order as f32;
         acc * scale / self.orbits.stabilizer(q) as f32
@@ -508,7 +511,76 @@ impl FourierPlan {
                 found: scratch.len(),
             });
         }
+        self.check_gemms(part, packed_weights, scratch)
+    }
+
+    /// The output G-channels and rows `part` covers.
+    fn part_ranges(&self, part: &ImagePart<'_, '_>) -> (Range<usize>, Range<usize>) {
+        let c_out = self.geo.out_channels();
+        match part {
+            ImagePart::Channels { groups, .. } => (
+                (groups.start * CHANNEL_GROUP).min(c_out)..(groups.end * CHANNEL_GROUP).min(c_out),
+                0..self.geo.out_height(),
+            ),
+            ImagePart::Rows { rows, .. } => (0..c_out, rows.clone()),
+        }
+    }
+
+    /// Everything the GEMMs of [`run`](Self::run) will ask of their operands, checked
+    /// before the first write: for the full pixel block and the part's last (shorter)
+    /// one, every block's GEMM plan builds, and its operands, cut from `scratch` and
+    /// `packed_weights` exactly as `run` cuts them, pass the fast path's checks. The
+    /// body then cannot fail halfway through the output.
+    fn check_gemms(
+        &self,
+        part: &ImagePart<'_, '_>,
+        packed_weights: &[f32],
+        scratch: &[f32],
+    ) -> Result<(), Error> {
+        let (channels, rows) = self.part_ranges(part);
+        let ow = self.geo.out_width();
+        let pixels = rows.start * ow..rows.end * ow;
+        if self.lifting.is_some() || channels.is_empty() || pixels.is_empty() {
+            return Ok(());
+        }
+        let (b_total, c_total) = self.gemm_scratch();
+        let b_buf = scratch.get(self.input.packed_input_len()..);
+        let b_buf = b_buf.and_then(|r| r.get(..b_total));
+        let c_buf = scratch.get(self.input.packed_input_len() + b_total..);
+        let c_buf = c_buf.and_then(|r| r.get(..c_total));
+        let (Some(b_buf), Some(c_buf)) = (b_buf, c_buf) else {
+            return Err(Error::SizeOverflow);
+        };
+        // Blocks of `np_full` pixels, the last one `1 ..= np_full`.
+        let np_full = self.block_pixels();
+        let last = (pixels.len() - 1) % np_full + 1;
+        for np in [np_full, last] {
+            let layout = BlockLayout::new(self.blocks, &self.lens, np, |b| {
+                self.block_rows(b) * b.dim * self.terms
+            });
+            for ((b, at), &(b_len, _)) in self.blocks.iter().zip(&layout.blocks).zip(&self.lens) {
+                let plan = self.gemm_plan(b, np)?;
+                let tiles = channels.start * b.dim / MR..(channels.end * b.dim).div_ceil(MR);
+                let w_len = self.block_rows(b) * b.dim * self.terms;
+                let c_len = tiles.len() * MR * b.rows * np;
+                let (Some(bm), Some(am), Some(cm)) = (
+                    b_buf.get(at.b_off..at.b_off + b_len),
+                    packed_weights.get(at.w_off..at.w_off + w_len),
+                    c_buf.get(at.c_off..at.c_off + c_len),
+                ) else {
+                    return Err(Error::SizeOverflow);
+                };
+                plan.check_compute(bm, am, None, cm, &tiles)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Lengths of the B and C buffers of one pixel block's GEMMs (all blocks).
+    fn gemm_scratch(&self) -> (usize, usize) {
+        let b_total = self.lens.iter().map(|l| l.0).sum();
+        let c_total = self.lens.iter().map(|l| l.1).sum();
+        (b_total, c_total)
     }
 
     /// Runs the layer on a batch `input` `(N, C_in, nti, H, W)` into `output`
@@ -547,12 +619,20 @@ impl FourierPlan {
                 kernel: kernel.name(),
             });
         }
+        // Every image has the first one's buffer lengths: checked once, before the
+        // first write, so the loop below cannot fail halfway through the batch.
+        if let (Some(image), Some(out)) =
+            (input.get(..in_len.get()), output.get_mut(..out_len.get()))
+        {
+            let part = ImagePart::all(self, out);
+            self.check_part(image, packed_weights, bias, &part, scratch)?;
+        }
         for (image, out) in input
             .chunks_exact(in_len.get())
             .zip(output.chunks_exact_mut(out_len.get()))
         {
             let part = ImagePart::all(self, out);
-            self.forward_image(kernel, image, packed_weights, bias, part, scratch)?;
+            self.dispatch(kernel, image, packed_weights, bias, part, scratch);
         }
         Ok(())
     }
@@ -585,11 +665,27 @@ impl FourierPlan {
                 kernel: kernel.name(),
             });
         }
+        self.dispatch(kernel, image, packed_weights, bias, part, scratch);
+        Ok(())
+    }
+
+    /// The body of [`forward_image`](Self::forward_image) after its checks
+    /// (`check_part`, `kernel.is_compiled()`): cannot fail.
+    fn dispatch(
+        &self,
+        kernel: Kernel,
+        image: &[f32],
+        packed_weights: &[f32],
+        bias: Option<&[f32]>,
+        part: ImagePart<'_, '_>,
+        scratch: &mut [f32],
+    ) {
+        debug_assert!(kernel.is_compiled(), "Fourier path: kernel not compiled in");
         match kernel {
             // SAFETY (both arms): compiled only when the build enables these CPU
             // features for every function (`-C target-feature` / `target-cpu`), so the
             // CPU running this code has them: the one requirement of the
-            // `#[target_feature]` entry points, which are otherwise safe Rust.
+            // `#[target_feature]` bodies, which are otherwise safe Rust.
             #[cfg(all(
                 target_arch = "x86_64",
                 target_feature = "avx512f",
@@ -598,7 +694,7 @@ impl FourierPlan {
             ))]
             #[allow(unsafe_code)]
             Kernel::Avx512 => unsafe {
-                self.forward_image_avx512(image, packed_weights, bias, part, scratch)
+                self.run_avx512(image, packed_weights, bias, part, scratch)
             },
             #[cfg(all(
                 target_arch = "x86_64",
@@ -607,14 +703,14 @@ impl FourierPlan {
             ))]
             #[allow(unsafe_code)]
             Kernel::Avx2Fma => unsafe {
-                self.forward_image_avx2_fma(image, packed_weights, bias, part, scratch)
+                self.run_avx2_fma(image, packed_weights, bias, part, scratch)
             },
             _ => {
                 let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
-                    p.compute(kernel, b, a, None, c, t)
+                    p.compute(Kernel::Portable, b, a, None, c, t)
                 };
                 let (x, w) = (image, packed_weights);
-                self.run::<4, 2, 2, 1>(x, w, bias, part, scratch, gemm, fma_portable)
+                self.run::<4, 2, 2, 1>(x, w, bias, part, scratch, gemm, fma_portable);
             }
         }
     }
@@ -639,11 +735,26 @@ impl FourierPlan {
         scratch: &mut [f32],
     ) -> Result<(), Error> {
         self.check_part(image, packed_weights, bias, &part, scratch)?;
+        self.run_avx2_fma(image, packed_weights, bias, part, scratch);
+        Ok(())
+    }
+
+    /// [`run`](Self::run) with the AVX2+FMA GEMMs and multiply-adds (buffers checked).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn run_avx2_fma(
+        &self,
+        image: &[f32],
+        packed_weights: &[f32],
+        bias: Option<&[f32]>,
+        part: ImagePart<'_, '_>,
+        scratch: &mut [f32],
+    ) {
         let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
             p.compute_avx2_fma(b, a, None, c, t)
         };
         let fma = |a, w, z| fma_avx2(a, w, z);
-        self.run::<8, 2, 2, 1>(image, packed_weights, bias, part, scratch, gemm, fma)
+        self.run::<8, 2, 2, 1>(image, packed_weights, bias, part, scratch, gemm, fma);
     }
 
     /// [`forward_image`](Self::forward_image) with the AVX-512 kernel, for callers
@@ -666,15 +777,32 @@ impl FourierPlan {
         scratch: &mut [f32],
     ) -> Result<(), Error> {
         self.check_part(image, packed_weights, bias, &part, scratch)?;
+        self.run_avx512(image, packed_weights, bias, part, scratch);
+        Ok(())
+    }
+
+    /// [`run`](Self::run) with the AVX-512 GEMMs and multiply-adds (buffers checked).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    fn run_avx512(
+        &self,
+        image: &[f32],
+        packed_weights: &[f32],
+        bias: Option<&[f32]>,
+        part: ImagePart<'_, '_>,
+        scratch: &mut [f32],
+    ) {
         let gemm = |p: &FastPlan, b: &[f32], a: &[f32], c: &mut [f32], t| {
             p.compute_avx512(b, a, None, c, t)
         };
         let fma = |a, w, z| fma_avx512(a, w, z);
-        self.run::<16, 4, 2, 1>(image, packed_weights, bias, part, scratch, gemm, fma)
+        self.run::<16, 4, 2, 1>(image, packed_weights, bias, part, scratch, gemm, fma);
     }
 
-    /// One image, the part `part` of its output, buffers checked. `gemm(plan, B, A,
-    /// C, tiles)` runs tiles `tiles` of one block's GEMM into `C`.
+    /// One image, the part `part` of its output, every buffer and every GEMM's
+    /// operands checked by `check_part`: cannot fail (what it could trip on is
+    /// checked there, before the first write; here it is a debug assertion).
+    /// `gemm(plan, B, A, C, tiles)` runs tiles `tiles` of one block's GEMM into `C`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn run<const L: usize, const CH4: usize, const CH4_ONE: usize, const CH8: usize>(
@@ -686,35 +814,28 @@ impl FourierPlan {
         scratch: &mut [f32],
         mut gemm: impl FnMut(&FastPlan, &[f32], &[f32], &mut [f32], Range<usize>) -> Result<(), Error>,
         fma: impl Fn([f32; L], f32, [f32; L]) -> [f32; L] + Copy,
-    ) -> Result<(), Error> {
-        let (c_out, oh, ow) = (
-            self.geo.out_channels(),
-            self.geo.out_height(),
-            self.geo.out_width(),
+    ) {
+        debug_assert!(
+            self.check_part(image, packed_weights, bias, &part, scratch)
+                .is_ok(),
+            "Fourier path run with unchecked buffers"
         );
-        let (channels, rows) = match &part {
-            ImagePart::Channels { groups, .. } => (
-                (groups.start * CHANNEL_GROUP).min(c_out)..(groups.end * CHANNEL_GROUP).min(c_out),
-                0..oh,
-            ),
-            ImagePart::Rows { rows, .. } => (0..c_out, rows.clone()),
-        };
+        let (oh, ow) = (self.geo.out_height(), self.geo.out_width());
+        let (channels, rows) = self.part_ranges(&part);
         let pixels = rows.start * ow..rows.end * ow;
         if channels.is_empty() || pixels.is_empty() {
-            return Ok(());
+            return;
         }
         // `check_part` checked `scratch` against `scratch_len`, which covers every
-        // part: the `None` arms are never taken.
-        let short = Error::BufferLength {
-            buffer: Buffer::Scratch,
-            expected: self.scratch_len,
-            found: scratch.len(),
+        // part, and the image's length: the fallbacks are never taken.
+        let Some((padded, rest)) = scratch.split_at_mut_checked(self.input.packed_input_len())
+        else {
+            debug_assert!(false, "Fourier run: scratch shorter than the packed input");
+            return;
         };
-        let (padded, rest) = scratch
-            .split_at_mut_checked(self.input.packed_input_len())
-            .ok_or(short)?;
+        let packed = self.input.pack_input(image, padded);
+        debug_assert!(packed.is_ok(), "Fourier run: input not checked: {packed:?}");
         if let Some(lp) = &self.lifting {
-            self.input.pack_input(image, padded)?;
             let layer = lifting::Layer {
                 orbits: &self.orbits,
                 c_in: self.geo.in_channels(),
@@ -738,15 +859,19 @@ impl FourierPlan {
                     lp, &layer, padded, w, b, at, &mut part, rest, fma,
                 ),
             }
-            return Ok(());
+            return;
         }
         let lens = self.lens;
-        let b_total: usize = lens.iter().map(|l| l.0).sum();
-        let (b_buf, rest) = rest.split_at_mut_checked(b_total).ok_or(short)?;
-        let c_total: usize = lens.iter().map(|l| l.1).sum();
-        let c_buf = rest.get_mut(..c_total).ok_or(short)?;
+        let (b_total, c_total) = self.gemm_scratch();
+        let Some((b_buf, rest)) = rest.split_at_mut_checked(b_total) else {
+            debug_assert!(false, "Fourier run: scratch shorter than the GEMM inputs");
+            return;
+        };
+        let Some(c_buf) = rest.get_mut(..c_total) else {
+            debug_assert!(false, "Fourier run: scratch shorter than the GEMM outputs");
+            return;
+        };
         let np_full = self.block_pixels();
-        self.input.pack_input(image, padded)?;
         let mut p0 = pixels.start;
         while p0 < pixels.end {
             let np = np_full.min(pixels.end - p0);
@@ -758,7 +883,11 @@ impl FourierPlan {
                 _ => self.analyze::<8, D4>(padded, p0, np, &layout, b_buf),
             }
             for ((b, at), &(b_len, _)) in self.blocks.iter().zip(&layout.blocks).zip(&lens) {
-                let plan = self.gemm_plan(b, np)?;
+                // `check_gemms` built this plan and checked these operands.
+                let Ok(plan) = self.gemm_plan(b, np) else {
+                    debug_assert!(false, "Fourier run: GEMM plan of {np} pixels not checked");
+                    continue;
+                };
                 // Rows `o*d + b` of the channels; `channels.start*d` is a multiple of
                 // MR since channel groups start at multiples of 4.
                 let tiles = channels.start * b.dim / MR..(channels.end * b.dim).div_ceil(MR);
@@ -770,9 +899,14 @@ impl FourierPlan {
                     packed_weights.get(w_off..w_off + w_len),
                     c_buf.get_mut(c_off..c_off + c_len),
                 ) else {
-                    return Err(Error::SizeOverflow);
+                    debug_assert!(false, "Fourier run: GEMM operands not checked");
+                    continue;
                 };
-                gemm(&plan, bm, am, cm, tiles)?;
+                let done = gemm(&plan, bm, am, cm, tiles);
+                debug_assert!(
+                    done.is_ok(),
+                    "Fourier run: GEMM refused its checked operands"
+                );
             }
             let at = (p0, np, &layout);
             match self.geo.nto() {
@@ -781,7 +915,6 @@ impl FourierPlan {
             }
             p0 += np;
         }
-        Ok(())
     }
 
     /// Gathers `z_{i,q}(k)` for output pixels `p0 .. p0 + np` and writes their
@@ -798,6 +931,7 @@ impl FourierPlan {
         // `W' >= 1` for a validated geometry; as a `NonZeroUsize` the divisions by
         // it have no panic path.
         let Some(ow) = NonZeroUsize::new(self.geo.out_width()) else {
+            debug_assert!(false, "Fourier analysis: zero output width");
             return;
         };
         let (nti, q_count) = (self.geo.nti(), self.orbits.count());
@@ -866,8 +1000,12 @@ impl FourierPlan {
                 let at = layout.at(block);
                 at.c_off + (local * at.dim + col) * at.plane + row * np
             });
-            let b = bias.and_then(|b| b.get(o)).copied().unwrap_or(0.0);
-            let f = Synthesis::<S>(b, PhantomData);
+            let b = bias.map(|b| b.get(o).copied());
+            debug_assert!(
+                b != Some(None),
+                "Fourier synthesis: bias shorter than C_out"
+            );
+            let f = Synthesis::<S>(b.flatten().unwrap_or(0.0), PhantomData);
             match out {
                 ImagePart::Channels { out, .. } => {
                     let to: [usize; N] = core::array::from_fn(|g| (local * N + g) * plane + p0);
@@ -876,6 +1014,7 @@ impl FourierPlan {
                 }
                 ImagePart::Rows { rows, planes } => {
                     let Some(planes) = planes.get_mut(o * N..(o + 1) * N) else {
+                        debug_assert!(false, "Fourier synthesis: planes of channel {o} missing");
                         return; // ruled out by `check_part`
                     };
                     let at = p0 - rows.start * self.geo.out_width();
@@ -1116,9 +1255,11 @@ fn butterfly_run<const N: usize>(
 ) {
     let fits = |&at: &usize| at.checked_add(len).is_some_and(|end| end <= input.len());
     if !from.iter().all(fits) {
+        debug_assert!(false, "butterfly run: an input stream past its buffer");
         return;
     }
     let Some(dst) = outputs.streams(len) else {
+        debug_assert!(false, "butterfly run: an output stream past its slice");
         return;
     };
     let src = input.as_ptr();
@@ -1278,7 +1419,30 @@ mod tests {
         }
     }
 
+    /// A stream outside its buffer is a broken invariant: debug builds assert.
     #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "butterfly run: an output stream past its slice")]
+    fn butterfly_run_asserts_its_streams() {
+        let input = [1.0f32; 40];
+        let mut output = [7.0f32; 40];
+        let mut out = Offsets {
+            out: &mut output,
+            to: [0, 10, 20, 31],
+        };
+        butterfly_run(
+            &input,
+            &[0, 8, 16, 24],
+            &mut out,
+            10,
+            &Analysis::<C4>(PhantomData),
+        );
+    }
+
+    /// Release builds (`cargo test --release`): a stream outside its buffer writes
+    /// nothing. Debug builds, where the suite runs, assert instead (the test above).
+    #[test]
+    #[cfg(not(debug_assertions))]
     fn butterfly_run_checks_its_streams() {
         // A stream past the end of its slice leaves the output as it was.
         let input = [1.0f32; 40];

@@ -55,9 +55,13 @@ impl Orbits {
             for (u, v) in (0..k).flat_map(|u| (0..k).map(move |v| (u, v))) {
                 let p = u * k + v;
                 let q = orbits.count;
-                let (Some(false), Some(members)) =
-                    (seen.get(h * taps + p).copied(), orbits.members.get_mut(q))
-                else {
+                let new = seen.get(h * taps + p).copied();
+                debug_assert!(
+                    new == Some(true) || (new == Some(false) && q < MAX_ORBITS),
+                    "orbits: pair ({h}, {p}) or orbit {q} outside the arrays"
+                );
+                // `Some(true)`: the pair is in an orbit already.
+                let (Some(false), Some(members)) = (new, orbits.members.get_mut(q)) else {
                     continue;
                 };
                 let mut fixed = 0u8;
@@ -65,8 +69,9 @@ impl Orbits {
                     // k . (h, p) = entry(k^-1, h, p)
                     let (plane, gu, gv) = entry_in_range(nti, k, inverse_closed_form(g), h, u, v);
                     let tap = gu * k + gv;
-                    if let Some(s) = seen.get_mut(plane * taps + tap) {
-                        *s = true;
+                    match seen.get_mut(plane * taps + tap) {
+                        Some(s) => *s = true,
+                        None => debug_assert!(false, "orbits: pair ({plane}, {tap}) out of range"),
                     }
                     if (plane, tap) == (h, p) {
                         fixed += 1;
@@ -74,8 +79,9 @@ impl Orbits {
                     // plane < 8 and tap < 121: both fit in u8.
                     *member = (plane as u8, tap as u8);
                 }
-                if let Some(s) = orbits.stabilizer.get_mut(q) {
-                    *s = fixed;
+                match orbits.stabilizer.get_mut(q) {
+                    Some(s) => *s = fixed,
+                    None => debug_assert!(false, "orbits: orbit {q} of {MAX_ORBITS}"),
                 }
                 orbits.count += 1;
             }
@@ -91,12 +97,22 @@ impl Orbits {
     /// `(plane, tap)` of `g . q`.
     #[inline]
     pub(crate) fn member(&self, q: usize, g: usize) -> (usize, usize) {
+        debug_assert!(
+            q < self.count && g < 8,
+            "orbit member ({q}, {g}) of {}",
+            self.count
+        );
         let (plane, tap) = self.members[q % MAX_ORBITS][g % 8];
         (plane as usize, tap as usize)
     }
 
     /// Size of the stabilizer of orbit `q` (at least 1).
     pub(crate) fn stabilizer(&self, q: usize) -> usize {
+        debug_assert!(q < self.count, "stabilizer of orbit {q} of {}", self.count);
+        debug_assert!(
+            self.stabilizer[q % MAX_ORBITS] > 0,
+            "empty stabilizer of orbit {q}"
+        );
         usize::from(self.stabilizer[q % MAX_ORBITS]).max(1)
     }
 }

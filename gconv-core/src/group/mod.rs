@@ -38,16 +38,29 @@ pub trait Group: Copy + Default + core::fmt::Debug + Send + Sync + 'static {
     /// Inverse table: `INVERSE[a]` is the index of `a^-1`.
     const INVERSE: &'static [u8];
 
-    /// Index of `a * b` (apply `b` first, then `a`). Out-of-range indices are
-    /// reduced modulo [`ORDER`](Group::ORDER) so this never panics.
+    /// Index of `a * b` (apply `b` first, then `a`), for `a, b <`
+    /// [`ORDER`](Group::ORDER). An index out of range is a caller's bug: a debug
+    /// assertion in debug builds; in release it is reduced modulo `ORDER`, so this
+    /// never panics.
     #[inline]
     fn compose(a: usize, b: usize) -> usize {
+        debug_assert!(
+            a < Self::ORDER && b < Self::ORDER,
+            "compose({a}, {b}) outside a group of order {}",
+            Self::ORDER
+        );
         Self::COMPOSE[(a % Self::ORDER) * Self::ORDER + (b % Self::ORDER)] as usize
     }
 
-    /// Index of `a^-1` (reduced modulo [`ORDER`](Group::ORDER)).
+    /// Index of `a^-1`, for `a <` [`ORDER`](Group::ORDER) (out of range: a debug
+    /// assertion; reduced modulo `ORDER` in release).
     #[inline]
     fn inverse(a: usize) -> usize {
+        debug_assert!(
+            a < Self::ORDER,
+            "inverse({a}) outside a group of order {}",
+            Self::ORDER
+        );
         Self::INVERSE[a % Self::ORDER] as usize
     }
 }

@@ -136,6 +136,7 @@ pub(crate) fn expand_plane_filter(
 ) {
     let taps = k * k;
     let Some(filter_len) = NonZeroUsize::new(nti * taps) else {
+        debug_assert!(false, "int8 expand: zero-size filter");
         return;
     };
     for (raw, out) in raw_row
@@ -147,8 +148,9 @@ pub(crate) fn expand_plane_filter(
             for u in 0..k {
                 for v in 0..k {
                     let (p, su, sv) = entry_in_range(nti, k, t, s, u, v);
-                    if let (Some(o), Some(&w)) = (outs.next(), raw.get(p * taps + su * k + sv)) {
-                        *o = i32::from(w);
+                    match (outs.next(), raw.get(p * taps + su * k + sv)) {
+                        (Some(o), Some(&w)) => *o = i32::from(w),
+                        _ => debug_assert!(false, "int8 expand: tap ({s}, {u}, {v}) out of range"),
                     }
                 }
             }
@@ -189,6 +191,7 @@ fn run(
         NonZeroUsize::new(k * k),
     )
     else {
+        debug_assert!(false, "int8 direct path: zero size in a validated geometry");
         return;
     };
     let (acc, filter) = scratch.split_at_mut(out_plane.get());
@@ -202,7 +205,9 @@ fn run(
         .zip(requant.multipliers)
         .enumerate()
     {
-        let b = bias.and_then(|b| b.get(o)).copied().unwrap_or(0);
+        let b = bias.map(|b| b.get(o).copied());
+        debug_assert!(b != Some(None), "int8 direct path: bias shorter than C_out");
+        let b = b.flatten().unwrap_or(0);
         for t in 0..nto {
             expand_plane_filter(raw_row, nti, k, t, filter);
             let plane = o * nto + t;
@@ -213,6 +218,7 @@ fn run(
                         .get_mut((n * out_image.get() + plane * out_plane.get())..)
                         .and_then(|y| y.get_mut(..out_plane.get())),
                 ) else {
+                    debug_assert!(false, "int8 direct path: image {n} outside its buffers");
                     continue;
                 };
                 acc.fill(b);
@@ -258,6 +264,7 @@ fn accumulate_plane(
                     x.get(row * w + col0..(row + 1) * w),
                     acc.get_mut(a * ow + b_lo..a * ow + b_hi),
                 ) else {
+                    debug_assert!(false, "int8 direct path: row {row} outside its plane");
                     continue;
                 };
                 for (s, &xv) in acc_row.iter_mut().zip(x_row.iter().step_by(stride)) {

@@ -402,12 +402,14 @@ impl DspPlan {
         let geo = &self.geo;
         let (oh, ow) = (geo.out_height(), geo.out_width());
         let Some(nto) = NonZeroUsize::new(geo.nto()) else {
+            debug_assert!(false, "DSP path: group of order 0");
             return;
         };
         let planes = geo.out_channels() * nto.get();
         let in_image = geo.input_len() / geo.batch().max(1);
         let out_plane = oh * ow;
         let Some(fw) = NonZeroUsize::new(self.filter_words()) else {
+            debug_assert!(false, "DSP path: zero-size filter");
             return;
         };
         let fw = fw.get();
@@ -416,10 +418,12 @@ impl DspPlan {
         let range = activation_range(requant.output_zero_point, requant.relu);
         for n in 0..geo.batch() {
             let Some(x) = input.get(n * in_image..(n + 1) * in_image) else {
+                debug_assert!(false, "DSP path: image {n} past the input");
                 continue;
             };
             let Some(y) = output.get_mut(n * planes * out_plane..(n + 1) * planes * out_plane)
             else {
+                debug_assert!(false, "DSP path: image {n} past the output");
                 continue;
             };
             let mut first = 0;
@@ -444,16 +448,19 @@ impl DspPlan {
                                 continue;
                             };
                             // The filter's weight sum times the zero point (see pack_band).
-                            let sum = f.first().copied().unwrap_or(0);
-                            let b = bias
-                                .and_then(|b| b.get(o))
-                                .copied()
-                                .unwrap_or(0)
-                                .wrapping_sub(sum.wrapping_mul(requant.input_zero_point));
+                            let sum = f.first().copied();
+                            let b = bias.map(|b| b.get(o).copied());
+                            debug_assert!(
+                                sum.is_some() && b != Some(None),
+                                "DSP path: empty filter or bias shorter than C_out"
+                            );
+                            let (sum, b) = (sum.unwrap_or(0), b.flatten().unwrap_or(0));
+                            let b = b.wrapping_sub(sum.wrapping_mul(requant.input_zero_point));
                             let q = PlaneRequant::new(b, m, requant.output_zero_point, range);
                             let Some(y_plane) =
                                 y.get_mut(plane * out_plane..(plane + 1) * out_plane)
                             else {
+                                debug_assert!(false, "DSP path: plane {plane} past the image");
                                 continue;
                             };
                             let f = f.get(1..).unwrap_or(&[]);

@@ -71,6 +71,7 @@ pub(super) fn drive<const NR: usize, const P: usize>(
         while t0 < tiles.end {
             let n = P.min(tiles.end - t0);
             let Some(weights) = run.weights.get(t0 * filter..(t0 + n) * filter) else {
+                debug_assert!(false, "int8 drive: `weights` outside its buffer");
                 return;
             };
             // The epilogue of each plane tile, once for all its flat tiles.
@@ -81,6 +82,7 @@ pub(super) fn drive<const NR: usize, const P: usize>(
                 for ((t, acc), (m, quant)) in (t0..t0 + n).zip(&one).zip(&quants) {
                     let start = (t - tiles.start) * MR * plane;
                     let Some(out_tile) = out.get_mut(start..start + MR * plane) else {
+                        debug_assert!(false, "int8 drive: `out_tile` outside its buffer");
                         return;
                     };
                     finish(acc, *m, quant, &mut y);
@@ -107,11 +109,13 @@ pub(super) fn drive<const NR: usize, const P: usize>(
                 while t < t1 {
                     let n = P.min(t1 - t);
                     let Some(weights) = run.weights.get(t * filter..(t + n) * filter) else {
+                        debug_assert!(false, "int8 drive: `weights` outside its buffer");
                         return;
                     };
                     for (j, acc_j) in accs.iter_mut().enumerate().take(count) {
                         let n0 = (first + j) * NR;
                         let Some(acc) = acc_j.get_mut(t - t0..t - t0 + n) else {
+                            debug_assert!(false, "int8 drive: `acc` outside its buffer");
                             return;
                         };
                         tile(weights, (g0, g1), g0 * plan.group_len + n0, acc, g0 > 0);
@@ -123,13 +127,17 @@ pub(super) fn drive<const NR: usize, const P: usize>(
             for t in t0..t1 {
                 let start = (t - tiles.start) * MR * plane;
                 let Some(out_tile) = out.get_mut(start..start + MR * plane) else {
+                    debug_assert!(false, "int8 drive: `out_tile` outside its buffer");
                     return;
                 };
                 let (m, quant) = run.tile_quant(t >> channel_shift);
                 for (j, acc_j) in accs.iter().enumerate().take(count) {
-                    if let Some(acc) = acc_j.get(t - t0) {
-                        finish(acc, m, &quant, &mut y);
-                        store_tile(plan, &y, (first + j) * NR, out_tile);
+                    match acc_j.get(t - t0) {
+                        Some(acc) => {
+                            finish(acc, m, &quant, &mut y);
+                            store_tile(plan, &y, (first + j) * NR, out_tile);
+                        }
+                        None => debug_assert!(false, "int8 drive: tile {t} of a group"),
                     }
                 }
             }
@@ -160,11 +168,12 @@ fn store_tile<const NR: usize>(
         let keep = run.min(ow.saturating_sub(x));
         if keep > 0 {
             for (y_m, out_plane) in y.iter().zip(out_tile.chunks_exact_mut(plane)) {
-                if let (Some(src), Some(dst)) = (
+                match (
                     y_m.get(j..j + keep),
                     out_plane.get_mut(row * ow + x..row * ow + x + keep),
                 ) {
-                    copy_run(dst, src);
+                    (Some(src), Some(dst)) => copy_run(dst, src),
+                    _ => debug_assert!(false, "int8 store: run of row {row} outside the tile"),
                 }
             }
         }
@@ -185,11 +194,12 @@ fn copy_run(dst: &mut [i8], src: &[i8]) {
         while at < n {
             // The last chunk ends at `n` (overlapping the one before); `n >= N`.
             let start = at.min(n - N);
-            if let (Some(d), Some(s)) = (
+            match (
                 dst.get_mut(start..).and_then(|d| d.first_chunk_mut::<N>()),
                 src.get(start..).and_then(|s| s.first_chunk::<N>()),
             ) {
-                *d = *s;
+                (Some(d), Some(s)) => *d = *s,
+                _ => debug_assert!(false, "int8 copy_run: chunk at {start} of {n}"),
             }
             at += N;
         }

@@ -71,6 +71,7 @@ mod x86 {
                             .and_then(|x| x.first_chunk::<{ NR + 2 }>())
                     };
                     let (Some(r0), Some(r1), Some(r2)) = (row(0), row(1), row(2)) else {
+                        debug_assert!(false, "int8 madd tile: `r0` outside its buffer");
                         break;
                     };
                     // Constant offsets into arrays: no checks are left once unrolled.
@@ -87,10 +88,12 @@ mod x86 {
                 // `max(1)`: no panic path (`K*K >= 1` for a valid plan).
                 'groups: for (i, w_g) in w_groups.chunks_exact(n_taps.max(1)).enumerate() {
                     let Some(x_g) = xs.get(i * group_len..) else {
+                        debug_assert!(false, "int8 madd tile: `x_g` outside its buffer");
                         break;
                     };
                     for (w, &tap) in w_g.iter().zip(taps) {
                         let Some(x) = x_g.get(tap..).and_then(|x| x.first_chunk::<NR>()) else {
+                            debug_assert!(false, "int8 madd tile: `x` outside its buffer");
                             break 'groups;
                         };
                         step(&mut c, w, x);

@@ -410,7 +410,9 @@ impl QFastPlan {
     /// Offsets of the taps `p = u*K + v` in a packed unit group, `K*K` of them.
     pub(crate) fn tap_offsets(&self) -> &[usize] {
         // `n_taps = K*K <= MAX_KERNEL^2` (checked in `from_geometry`).
-        self.taps.get(..self.n_taps).unwrap_or(&[])
+        let taps = self.taps.get(..self.n_taps);
+        debug_assert!(taps.is_some(), "int8 plan: more taps than MAX_KERNEL^2");
+        taps.unwrap_or(&[])
     }
 
     /// int32 units of scratch [`forward`](Self::forward) needs: one packed input
@@ -523,10 +525,22 @@ impl QFastPlan {
         tiles: Range<usize>,
     ) -> Result<(), Error> {
         let run = self.check_compute(requant, packed, prepared, bias, out, &tiles)?;
+        if !self.kernel.is_compiled() {
+            return Err(Error::KernelNotCompiled {
+                kernel: self.kernel.name(),
+            });
+        }
+        self.drive(&run, packed, out, tiles);
+        Ok(())
+    }
+
+    /// The body of [`compute`](Self::compute) after its checks (`check_compute`,
+    /// the kernel compiled in): cannot fail. A kernel that is not compiled in (ruled
+    /// out by the caller) writes nothing, with a debug assertion.
+    fn drive(&self, run: &Run<'_>, packed: &[i32], out: &mut [i8], tiles: Range<usize>) {
         match self.kernel {
             QKernel::Portable => {
-                portable::drive(self, &run, packed, out, tiles);
-                Ok(())
+                portable::drive(self, run, packed, out, tiles);
             }
             QKernel::Avx2Madd => {
                 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
@@ -536,14 +550,15 @@ impl QFastPlan {
                     // requirement of the `#[target_feature]` function (safe Rust).
                     #[allow(unsafe_code)]
                     unsafe {
-                        madd::drive(self, &run, packed, out, tiles);
+                        madd::drive(self, run, packed, out, tiles);
                     }
-                    Ok(())
                 }
                 #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
-                Err(Error::KernelNotCompiled {
-                    kernel: QKernel::Avx2Madd.name(),
-                })
+                debug_assert!(
+                    false,
+                    "{} driven but not compiled in",
+                    QKernel::Avx2Madd.name()
+                )
             }
             QKernel::AvxVnni => {
                 #[cfg(all(
@@ -557,18 +572,19 @@ impl QFastPlan {
                     // one requirement of the `#[target_feature]` function (safe Rust).
                     #[allow(unsafe_code)]
                     unsafe {
-                        vnni::drive_256(self, &run, packed, out, tiles);
+                        vnni::drive_256(self, run, packed, out, tiles);
                     }
-                    Ok(())
                 }
                 #[cfg(not(all(
                     target_arch = "x86_64",
                     target_feature = "avx2",
                     target_feature = "avxvnni"
                 )))]
-                Err(Error::KernelNotCompiled {
-                    kernel: QKernel::AvxVnni.name(),
-                })
+                debug_assert!(
+                    false,
+                    "{} driven but not compiled in",
+                    QKernel::AvxVnni.name()
+                )
             }
             QKernel::Avx512Vnni => {
                 #[cfg(all(
@@ -583,18 +599,19 @@ impl QFastPlan {
                     // Rust).
                     #[allow(unsafe_code)]
                     unsafe {
-                        vnni::drive_512(self, &run, packed, out, tiles);
+                        vnni::drive_512(self, run, packed, out, tiles);
                     }
-                    Ok(())
                 }
                 #[cfg(not(all(
                     target_arch = "x86_64",
                     target_feature = "avx512f",
                     target_feature = "avx512vnni"
                 )))]
-                Err(Error::KernelNotCompiled {
-                    kernel: QKernel::Avx512Vnni.name(),
-                })
+                debug_assert!(
+                    false,
+                    "{} driven but not compiled in",
+                    QKernel::Avx512Vnni.name()
+                )
             }
         }
     }
@@ -718,12 +735,17 @@ impl QFastPlan {
         else {
             return Ok(());
         };
+        // Every image has the first one's lengths: the tiles' operands are checked
+        // once, before the first write, so the loop below cannot fail halfway.
+        let tiles = 0..self.plane_tiles();
+        let out_first = output.get(..out_len.get()).unwrap_or_default();
+        let run = self.check_compute(requant, packed, prepared, bias, out_first, &tiles)?;
         for (image, out) in input
             .chunks_exact(in_len.get())
             .zip(output.chunks_exact_mut(out_len.get()))
         {
             pack::pack_input(self, requant.input_zero_point, image, packed);
-            self.compute(requant, packed, prepared, bias, out, 0..self.plane_tiles())?;
+            self.drive(&run, packed, out, tiles.clone());
         }
         Ok(())
     }
@@ -843,9 +865,20 @@ impl Run<'_> {
     /// The epilogue of the tiles of output G-channel `o`.
     #[inline]
     pub(crate) fn tile_quant(&self, o: usize) -> (Multiplier, TileQuant) {
-        let m = self.multipliers.get(o).copied().unwrap_or(Multiplier::ONE);
-        let b = self.bias.and_then(|b| b.get(o)).copied().unwrap_or(0);
-        let s = self.sums.get(o).copied().unwrap_or(0);
+        let (m, b, s) = (
+            self.multipliers.get(o).copied(),
+            self.bias.map(|b| b.get(o).copied()),
+            self.sums.get(o).copied(),
+        );
+        debug_assert!(
+            m.is_some() && b != Some(None) && s.is_some(),
+            "int8 epilogue: channel {o} past the multipliers, bias or sums"
+        );
+        let (m, b, s) = (
+            m.unwrap_or(Multiplier::ONE),
+            b.flatten().unwrap_or(0),
+            s.unwrap_or(0),
+        );
         let shift = m.shift();
         (
             m,

@@ -33,11 +33,13 @@ fn tile(
     let (g0, g1) = groups;
     'taps: for (k, &tap) in taps.iter().enumerate() {
         let Some(w_tap) = w_units.get(k * n_groups + g0..k * n_groups + g1) else {
+            debug_assert!(false, "int8 portable tile: `w_tap` outside its buffer");
             break;
         };
         let mut at = start + tap;
         for w in w_tap {
             let Some(x) = input.get(at..at + NR).and_then(|x| x.first_chunk::<NR>()) else {
+                debug_assert!(false, "int8 portable tile: `x` outside its buffer");
                 break 'taps;
             };
             at += group_len;

@@ -71,6 +71,7 @@ mod x86 {
             for (p, w_p) in w_tap.iter_mut().enumerate() {
                 let first = p * filter + k * n_groups + g0;
                 let Some(w) = w_units.get(first..first + n) else {
+                    debug_assert!(false, "int8 vnni tile: `w` outside its buffer");
                     break 'taps;
                 };
                 *w_p = w;
@@ -81,6 +82,7 @@ mod x86 {
                     .get(at..at + NR_512)
                     .and_then(|x| x.first_chunk::<NR_512>())
                 else {
+                    debug_assert!(false, "int8 vnni tile: `x` outside its buffer");
                     break 'taps;
                 };
                 at += group_len;
@@ -88,6 +90,7 @@ mod x86 {
                 let x: [__m512i; V512] = core::array::from_fn(|i| bytemuck::cast(x[i]));
                 for (c_p, w_p) in c.iter_mut().zip(&w_tap) {
                     let Some(w) = w_p.get(i) else {
+                        debug_assert!(false, "int8 vnni tile: `w` outside its buffer");
                         break 'taps;
                     };
                     for (c_m, &w_m) in c_p.iter_mut().zip(w) {
@@ -123,6 +126,7 @@ mod x86 {
         let (g0, g1) = groups;
         'taps: for (k, &tap) in taps.iter().enumerate() {
             let Some(w_tap) = w_units.get(k * n_groups + g0..k * n_groups + g1) else {
+                debug_assert!(false, "int8 vnni tile: `w_tap` outside its buffer");
                 break;
             };
             let mut at = start + tap;
@@ -131,6 +135,7 @@ mod x86 {
                     .get(at..at + NR_256)
                     .and_then(|x| x.first_chunk::<NR_256>())
                 else {
+                    debug_assert!(false, "int8 vnni tile: `x` outside its buffer");
                     break 'taps;
                 };
                 at += group_len;

@@ -12,6 +12,8 @@
 //! * [`dense`]: `y[n][j] = b[j] + sum_i W[j][i] x[n][i]`, `W` of shape
 //!   `(out_features, in_features)` (PyTorch `Linear`).
 
+use core::num::NonZeroUsize;
+
 use crate::error::{Buffer, Dim, Error, check_len};
 use crate::shape::checked_product;
 use crate::simd::axpy;
@@ -60,15 +62,30 @@ pub fn group_pool(
         output.len(),
         checked_product(&[items, plane_len]),
     )?;
-    if plane_len == 0 {
+    // Chunk sizes as `NonZeroUsize` (no panic path), the item's from `checked_mul`
+    // (see `crate::pool`): a zero plane has nothing to write, and the product fits
+    // since the input's length did (items = 0 aside, which has no input either).
+    let (Some(plane_nz), Some(o)) = (
+        NonZeroUsize::new(plane_len),
+        NonZeroUsize::new(orientations),
+    ) else {
         return Ok(());
-    }
+    };
+    let Some(item) = plane_nz.checked_mul(o) else {
+        return Ok(());
+    };
     for (x, y) in input
-        .chunks_exact(orientations * plane_len)
-        .zip(output.chunks_exact_mut(plane_len))
+        .chunks_exact(item.get())
+        .zip(output.chunks_exact_mut(plane_nz.get()))
     {
-        y.copy_from_slice(&x[..plane_len]);
-        for plane in x.chunks_exact(plane_len).skip(1) {
+        let mut planes = x.chunks_exact(plane_nz.get());
+        // The first orientation: every item has `orientations >= 1` planes.
+        let first = planes.next();
+        debug_assert!(first.is_some(), "an item without planes");
+        for (acc, &v) in y.iter_mut().zip(first.unwrap_or(&[])) {
+            *acc = v;
+        }
+        for plane in planes {
             match reduce {
                 Reduce::Max => {
                     for (acc, &v) in y.iter_mut().zip(plane) {
@@ -105,9 +122,13 @@ pub fn channel_affine(
     check_len(Buffer::Weight, scale.len(), channels)?;
     check_len(Buffer::Bias, shift.len(), channels)?;
     let item = checked_product(&[channels, per_channel]).ok_or(Error::SizeOverflow)?;
-    if item == 0 {
+    // `per_channel` is zero only when `item` is; as `NonZeroUsize`s the chunk sizes
+    // have no panic path.
+    let (Some(item), Some(per_channel)) = (NonZeroUsize::new(item), NonZeroUsize::new(per_channel))
+    else {
         return check_len(Buffer::Input, data.len(), 0);
-    }
+    };
+    let item = item.get();
     if !data.len().is_multiple_of(item) {
         return Err(Error::BufferLength {
             buffer: Buffer::Input,
@@ -116,7 +137,11 @@ pub fn channel_affine(
         });
     }
     for image in data.chunks_exact_mut(item) {
-        for ((block, &a), &b) in image.chunks_exact_mut(per_channel).zip(scale).zip(shift) {
+        for ((block, &a), &b) in image
+            .chunks_exact_mut(per_channel.get())
+            .zip(scale)
+            .zip(shift)
+        {
             block.iter_mut().for_each(|v| *v = a * *v + b);
         }
     }
@@ -199,17 +224,17 @@ pub fn dense(
         output.len(),
         checked_product(&[batch, out_features]),
     )?;
+    // The bias (checked: `out_features` values) as an iterator, then zeros: `dot + 0.0`
+    // without a bias, as before.
+    let bias = bias.unwrap_or(&[]);
     for (x, y) in input
         .chunks_exact(in_features)
         .zip(output.chunks_exact_mut(out_features))
     {
-        for (j, (yj, row)) in y
-            .iter_mut()
-            .zip(weight.chunks_exact(in_features))
-            .enumerate()
-        {
+        let mut b = bias.iter().copied().chain(core::iter::repeat(0.0));
+        for (yj, row) in y.iter_mut().zip(weight.chunks_exact(in_features)) {
             let dot: f32 = row.iter().zip(x).map(|(w, v)| w * v).sum();
-            *yj = dot + bias.map_or(0.0, |b| b[j]);
+            *yj = dot + b.next().unwrap_or(0.0);
         }
     }
     Ok(())

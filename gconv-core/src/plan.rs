@@ -397,7 +397,12 @@ impl<G: Group> Plan<G> {
         match &self.body {
             Body::Direct => expand_for(&self.geo, raw, prepared),
             Body::Blocked => {
-                prepared.copy_from_slice(raw);
+                // Both lengths checked equal above; a zipped copy has no panic path
+                // (`copy_from_slice` keeps its length check, which the compiler does
+                // not drop here).
+                for (d, &v) in prepared.iter_mut().zip(raw) {
+                    *d = v;
+                }
                 Ok(())
             }
             Body::Fast(p) => {

@@ -12,6 +12,8 @@
 //! see [`crate::equivariance::pool_is_equivariant`]. Average pooling divides by
 //! `k^2` including padded positions (PyTorch's default `count_include_pad=True`).
 
+use core::num::NonZeroUsize;
+
 use crate::error::{Buffer, Error, check_len};
 use crate::shape::{Padding, checked_product, window_geometry};
 
@@ -146,27 +148,44 @@ fn pool(
     let (h, w, k, s) = (shape.height, shape.width, shape.window, shape.stride);
     let [top, _, left, _] = geo.pad;
     let (oh, ow) = (geo.out_height, geo.out_width);
-    if oh * ow == 0 || h * w == 0 {
+    // Planes, rows and output rows as `NonZeroUsize` chunk sizes (no panic path). Each
+    // factor is tested on its own and the products come from `checked_mul`: from a
+    // test of `h * w` alone the compiler drops the test of `w` as implied, and then
+    // cannot prove `w != 0` where it needs it. A validated geometry has no zero size;
+    // the products fit since the buffers' lengths were checked (with no planes there
+    // is nothing to write either way).
+    let (Some(h_nz), Some(row_len), Some(oh_nz), Some(out_row)) = (
+        NonZeroUsize::new(h),
+        NonZeroUsize::new(w),
+        NonZeroUsize::new(oh),
+        NonZeroUsize::new(ow),
+    ) else {
         return Ok(());
-    }
+    };
+    let (Some(in_plane), Some(out_plane)) = (h_nz.checked_mul(row_len), oh_nz.checked_mul(out_row))
+    else {
+        return Ok(());
+    };
     for (x, y) in input
-        .chunks_exact(h * w)
-        .zip(output.chunks_exact_mut(oh * ow))
+        .chunks_exact(in_plane.get())
+        .zip(output.chunks_exact_mut(out_plane.get()))
     {
-        for a in 0..oh {
-            // Rows of the window inside the map: a*s + i - top in 0..h.
+        for (a, y_row) in y.chunks_exact_mut(out_row.get()).enumerate() {
+            // Rows of the window inside the map: a*s + i - top in r0..r1 (within 0..h).
             let r0 = (a * s).saturating_sub(top);
             let r1 = (a * s + k).saturating_sub(top).min(h);
-            for b in 0..ow {
+            for (b, out) in y_row.iter_mut().enumerate() {
                 let c0 = (b * s).saturating_sub(left);
                 let c1 = (b * s + k).saturating_sub(left).min(w);
                 let mut acc = init;
-                for row in x[r0 * w..r1 * w].chunks_exact(w) {
-                    for &v in &row[c0..c1] {
+                // The window clipped to the map, as iterators: rows r0..r1, columns
+                // c0..c1.
+                for row in x.chunks_exact(row_len.get()).take(r1).skip(r0) {
+                    for &v in row.iter().take(c1).skip(c0) {
                         acc = step(acc, v);
                     }
                 }
-                y[a * ow + b] = finish(acc, k * k);
+                *out = finish(acc, k * k);
             }
         }
     }

@@ -73,6 +73,7 @@ mod data {
     include!(concat!(env!("OUT_DIR"), "/data.rs"));
 }
 
+mod gate;
 mod harness;
 mod int8;
 mod shapes;
@@ -341,6 +342,9 @@ fn main() -> ! {
     static mut SHAPE_IN: [f32; SHAPE_IN_LEN] = [0.0; SHAPE_IN_LEN];
     static mut SHAPE_OUT: [f32; SHAPE_OUT_LEN] = [0.0; SHAPE_OUT_LEN];
     static mut SHAPE_SCRATCH: [f32; SHAPE_SCRATCH_LEN] = [0.0; SHAPE_SCRATCH_LEN];
+    static mut GATE_QA: [i8; gate::Q_ACT] = [0; gate::Q_ACT];
+    static mut GATE_QB: [i8; gate::Q_ACT] = [0; gate::Q_ACT];
+    static mut GATE_QS: [i32; gate::Q_SCRATCH] = [0; gate::Q_SCRATCH];
 
     paint_stack();
     let mut cp = cortex_m::Peripherals::take().unwrap();
@@ -388,20 +392,27 @@ fn main() -> ! {
     };
     let ok_shapes = shapes::run_all(&mut shape_buf, &mut time);
     let ok_int8 = int8::run_all(&mut time);
+    let mut qbuf = gate::QBuffers {
+        a: GATE_QA,
+        b: GATE_QB,
+        scratch: GATE_QS,
+    };
+    let ok_gate = gate::run_all(&mut shape_buf, &mut qbuf);
 
     footprint(stack, stack_high_water());
-    if ok_c4 && ok_d4 && ok_shapes && ok_int8 {
+    if ok_c4 && ok_d4 && ok_shapes && ok_int8 && ok_gate {
         hprintln!(
-            "RESULT: OK (C4 and D4 agree with the host, every measured layer with the reference, every int8 layer with the host bit for bit)"
+            "RESULT: OK (C4 and D4 agree with the host, every measured layer with the reference, every int8 layer with the host bit for bit, every gated core path with the host)"
         );
         debug::exit(debug::EXIT_SUCCESS);
     } else {
         hprintln!(
-            "RESULT: FAIL (C4 {}, D4 {}, measured layers {}, int8 layers {})",
+            "RESULT: FAIL (C4 {}, D4 {}, measured layers {}, int8 layers {}, gated paths {})",
             ok_c4,
             ok_d4,
             ok_shapes,
-            ok_int8
+            ok_int8,
+            ok_gate
         );
         debug::exit(debug::EXIT_FAILURE);
     }

@@ -34,14 +34,14 @@ pub struct Buffers<'a> {
 }
 
 /// f32 from little-endian bytes; `out` takes `bytes.len() / 4` values.
-fn read_f32(bytes: &[u8], out: &mut [f32]) {
+pub(crate) fn read_f32(bytes: &[u8], out: &mut [f32]) {
     for (v, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
         *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     }
 }
 
 /// `(outputs within tolerance, outputs, worst |y - ref| / tol)`.
-fn compare(out: &[f32], s: &Shape) -> (usize, usize, f32) {
+pub(crate) fn compare(out: &[f32], s: &Shape) -> (usize, usize, f32) {
     let (mut ok, mut worst) = (0, 0.0f32);
     let pairs = s.expected.chunks_exact(4).zip(s.tolerance.chunks_exact(4));
     for (&y, (e, t)) in out.iter().zip(pairs) {

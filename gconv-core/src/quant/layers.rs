@@ -21,6 +21,8 @@
 //!   LiteRT's double-precision requantization or TFLite Micro's fixed-point one
 //!   ([`DenseScale`]).
 
+use core::num::NonZeroUsize;
+
 use crate::error::{Buffer, Dim, Error, QuantTensor, check_len};
 use crate::layers::Reduce;
 use crate::pool::PoolShape;
@@ -87,23 +89,37 @@ fn pool(
     let (h, w, k, s) = (shape.height, shape.width, shape.window, shape.stride);
     let (top, left) = geo.top_left();
     let (oh, ow) = (geo.out_height(), geo.out_width());
-    if oh * ow == 0 || h * w == 0 {
+    // Chunk sizes as `NonZeroUsize` (no panic path), each factor tested on its own and
+    // the products from `checked_mul` (as in `crate::pool`); a validated geometry has
+    // no zero size and its products fit (with no planes there is nothing to write).
+    let (Some(h_nz), Some(row_len), Some(oh_nz), Some(out_row)) = (
+        NonZeroUsize::new(h),
+        NonZeroUsize::new(w),
+        NonZeroUsize::new(oh),
+        NonZeroUsize::new(ow),
+    ) else {
         return Ok(());
-    }
+    };
+    let (Some(in_plane), Some(out_plane)) = (h_nz.checked_mul(row_len), oh_nz.checked_mul(out_row))
+    else {
+        return Ok(());
+    };
     for (x, y) in input
-        .chunks_exact(h * w)
-        .zip(output.chunks_exact_mut(oh * ow))
+        .chunks_exact(in_plane.get())
+        .zip(output.chunks_exact_mut(out_plane.get()))
     {
-        for (a, y_row) in y.chunks_exact_mut(ow).enumerate() {
+        for (a, y_row) in y.chunks_exact_mut(out_row.get()).enumerate() {
             let r0 = (a * s).saturating_sub(top);
             let r1 = (a * s + k).saturating_sub(top).min(h);
             for (b, out) in y_row.iter_mut().enumerate() {
                 let c0 = (b * s).saturating_sub(left);
                 let c1 = (b * s + k).saturating_sub(left).min(w);
-                let rows = x.get(r0 * w..r1 * w).unwrap_or(&[]);
-                let mut window = rows
-                    .chunks_exact(w)
-                    .flat_map(|row| row.get(c0..c1).unwrap_or(&[]).iter().copied());
+                // The window clipped to the map: rows r0..r1, columns c0..c1.
+                let mut window = x
+                    .chunks_exact(row_len.get())
+                    .take(r1)
+                    .skip(r0)
+                    .flat_map(|row| row.iter().take(c1).skip(c0).copied());
                 *out = reduce(&mut window);
             }
         }
@@ -132,16 +148,25 @@ pub fn group_pool(
     let out_len = checked_product(&[items, plane_len]).ok_or(Error::SizeOverflow)?;
     check_len(Buffer::Input, input.len(), in_len)?;
     check_len(Buffer::Output, output.len(), out_len)?;
-    if plane_len == 0 {
+    // Chunk and step sizes as `NonZeroUsize` (no panic path), the item's from
+    // `checked_mul` (see `crate::pool`): a zero plane has nothing to write, and the
+    // product fits since `in_len` did (items = 0 aside: no input either).
+    let (Some(plane), Some(o)) = (
+        NonZeroUsize::new(plane_len),
+        NonZeroUsize::new(orientations),
+    ) else {
         return Ok(());
-    }
+    };
+    let Some(item) = plane.checked_mul(o) else {
+        return Ok(());
+    };
     let count = i32::try_from(orientations).map_err(|_| Error::SizeOverflow)?;
     for (x, y) in input
-        .chunks_exact(orientations * plane_len)
-        .zip(output.chunks_exact_mut(plane_len))
+        .chunks_exact(item.get())
+        .zip(output.chunks_exact_mut(plane.get()))
     {
         for (i, out) in y.iter_mut().enumerate() {
-            let values = x.iter().skip(i).step_by(plane_len).copied();
+            let values = x.iter().skip(i).step_by(plane.get()).copied();
             *out = match reduce {
                 Reduce::Max => values.fold(i8::MIN, i8::max),
                 Reduce::Mean => {

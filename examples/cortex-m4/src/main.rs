@@ -18,8 +18,8 @@
 //!   direct and group-Fourier paths, checked against the host's f64 reference.
 //! * Per-layer instruction counts from SysTick under `qemu -icount shift=6`
 //!   (instructions = ticks * 40 / 2^6, see `/work/shared/MCU.md`).
-//! * Exits with status 0 only when both models agree with the host within
-//!   `REL_TOL * max|y_host|`.
+//! * Exits with status 0 only when both models equal the host's output bit for bit
+//!   (and every other check passes).
 #![no_std]
 #![no_main]
 
@@ -86,12 +86,20 @@ const C: usize = 4;
 const CLASSES: usize = 10;
 const PLANE: usize = H * W;
 
-/// Relative tolerance: |y_target - y_host| <= REL_TOL * max|y_host|. Every output is a
-/// sum of at most 4*8*9 = 288 products (D4->D4), then a mean of 64 values and a
-/// 4-term dot product; f32 rounding of such sums stays below ~400 * 2^-24 ~ 2.4e-5
-/// relative, so 1e-4 leaves room for a target that legitimately sums in another order
-/// while any indexing or layout error (an O(1) relative change) fails.
-const REL_TOL: f32 = 1e-4;
+/// The models must equal the host's output bit for bit: `build.rs` runs the host on the
+/// blocked path's portable form, which sums in the order of the device's Arm tiles with
+/// every product rounded before it is added (as `VMLA` does), and the layers after the
+/// convolutions are exact per element. So any difference (one ulp included, see
+/// `GCONV_CM4_SELFTEST_FAIL`) is a portability bug, not rounding. Correctness against
+/// the definition is checked separately: the measured layers (`shapes.rs`) against the
+/// host's f64 reference within the derived rounding bound.
+fn same_bits(target: &[f32], host: &[f32]) -> bool {
+    target.len() == host.len()
+        && target
+            .iter()
+            .zip(host)
+            .all(|(t, h)| t.to_bits() == h.to_bits())
+}
 
 const LIFT: ConvShape = ConvShape {
     batch: 1,
@@ -314,15 +322,13 @@ fn check<G: Group>(name: &str, wt: &Weights, buf: &mut Buffers) -> bool {
             bitwise += 1;
         }
     }
-    let ok = y.len() == wt.expected.len() && max_diff <= REL_TOL * scale;
+    let ok = same_bits(&y, wt.expected);
     hprintln!("{} target: {:?}", name, y);
     hprintln!("{} host:   {:?}", name, wt.expected);
     hprintln!(
-        "{}: max |target - host| = {:e}, tolerance {:e} (= {:e} * max|y| {:e}), {}/{} bitwise equal -> {}",
+        "{}: max |target - host| = {:e} (max|y| {:e}), {}/{} bitwise equal (all required) -> {}",
         name,
         max_diff,
-        REL_TOL * scale,
-        REL_TOL,
         scale,
         bitwise,
         y.len(),

@@ -796,7 +796,10 @@ mod tests {
     /// `1 + (T + 2) eps`, which the bound allows for).
     #[test]
     fn every_available_kernel_matches_the_direct_path() {
-        for exact in [true, false] {
+        // Under Miri (about 10^4 times slower) the exact data only: the same
+        // `unsafe` calls, checked without a tolerance; the bound runs natively.
+        let kinds: &[bool] = if cfg!(miri) { &[true] } else { &[true, false] };
+        for &exact in kinds {
             for pair in [Pair::C4C4, Pair::Z2D4] {
                 for stride in [1, 2] {
                     check_kernels(pair, stride, exact);

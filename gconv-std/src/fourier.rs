@@ -265,7 +265,10 @@ mod tests {
     /// path on absolute values, within `1 + (T + |G|) eps`).
     #[test]
     fn every_available_kernel_matches_the_direct_path() {
-        for exact in [true, false] {
+        // Under Miri (about 10^4 times slower) the exact data only: the same
+        // `unsafe` calls, checked without a tolerance; the bound runs natively.
+        let kinds: &[bool] = if cfg!(miri) { &[true] } else { &[true, false] };
+        for &exact in kinds {
             for pair in [Pair::C4C4, Pair::Z2D4] {
                 check_kernels(pair, exact);
             }

@@ -149,6 +149,11 @@ fn bank_dims(pair: Pair, shape: &[usize]) -> Result<(usize, usize, usize), Error
 
 /// Copies `data`, viewed as `(outer, planes, inner)`, moving plane `j` to `dest[j]`.
 fn move_planes(data: &[f32], planes: usize, inner: usize, dest: &[usize]) -> Vec<f32> {
+    if planes * inner == 0 {
+        // A map with no pixels (found by fuzzing: `chunks_exact(0)` panicked): its data
+        // is empty, nothing to move.
+        return data.to_vec();
+    }
     let mut out = vec![0.0; data.len()];
     for (src, dst) in data
         .chunks_exact(planes * inner)
@@ -611,6 +616,18 @@ mod tests {
         );
         assert!(bias_from_bank(Pair::C4C4, &bad, 0.2).is_ok());
         assert!(bias_from_bank(Pair::C4C4, &[], 0.0).is_err());
+    }
+
+    #[test]
+    fn empty_feature_maps_convert_without_panicking() {
+        // Found by fuzzing: a D4 map (8, 8, 1, 0) panicked in chunks_exact(0).
+        for space in [Space::C4, Space::D4] {
+            let p = space.planes();
+            let x = Tensor::zeros(vec![8, 8, 1, 0]);
+            let g = escnn_map_to_groupy(space, &x).unwrap();
+            assert_eq!(g.shape(), &[8, 8 / p, p, 1, 0]);
+            assert_eq!(groupy_map_to_escnn(space, &g).unwrap(), x);
+        }
     }
 
     #[test]

@@ -313,6 +313,16 @@ impl Model {
     pub fn load(json: impl AsRef<Path>, weights: impl AsRef<Path>) -> Result<Model, Error> {
         crate::model_file::load(json.as_ref(), weights.as_ref())
     }
+
+    /// [`Model::load`] of files already in memory: the description's bytes (UTF-8
+    /// JSON) and the safetensors bytes. Errors name them `<model json>` and
+    /// `<model weights>`.
+    ///
+    /// # Errors
+    /// As [`Model::load`].
+    pub fn from_bytes(json: &[u8], weights: &[u8]) -> Result<Model, Error> {
+        crate::model_file::load_bytes(json, weights)
+    }
 }
 
 fn describe(f: &Feature) -> String {

@@ -5,12 +5,23 @@
 //! ones numpy shows). Writing produces little-endian `float32` in C order, through a
 //! temporary file renamed into place: a failed write never leaves a partial file.
 //! For int8 work, [`read_npy_i8`], [`read_npy_i32`] and [`read_npy_f32_strict`] read
-//! exactly one dtype each (no conversion), and [`write_npy_i8`] writes int8.
+//! exactly one dtype each (no conversion), and [`write_npy_i8`] writes int8. Every
+//! reader has a `_bytes` twin that reads a file already in memory.
+//!
+//! # Limits
+//!
+//! A `.npy` file comes from elsewhere, so its header is checked before anything is
+//! allocated from what it claims: the header may be at most [`MAX_NPY_HEADER_LEN`]
+//! bytes and must fit in the file, its brackets may nest at most
+//! [`MAX_NPY_HEADER_DEPTH`] deep, the product of its shape must fit in 64 bits, and
+//! the data the shape needs (elements times item size) must be present in the file.
+//! Each violation is one [`Error::File`] that says which limit, never a panic or a
+//! huge allocation.
 //!
 //! Compiled only with the `npy` Cargo feature (which `cli` implies).
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Chain, Cursor, Read, Write};
 use std::path::Path;
 
 use npyz::{DType, NpyFile, Order, WriterBuilder};
@@ -18,10 +29,191 @@ use npyz::{DType, NpyFile, Order, WriterBuilder};
 use crate::error::Error;
 use crate::tensor::Tensor;
 
+/// The longest `.npy` header (the text after the magic, version and length fields)
+/// accepted, in bytes. numpy writes headers of 64 to a few hundred bytes, and its own
+/// reader refuses more than 10,000 by default.
+pub const MAX_NPY_HEADER_LEN: usize = 16 * 1024;
+
+/// The deepest nesting of brackets (`(`, `[`, `{`) accepted in a `.npy` header: a plain
+/// array's header nests 2 deep (the dict and the shape tuple), a structured one 4. The
+/// Python-literal parser npyz uses backtracks exponentially in the depth: fuzzing found
+/// a 171-byte header of 11 unclosed braces that took more than 10 s to refuse.
+pub const MAX_NPY_HEADER_DEPTH: usize = 4;
+
 fn file_error(path: &Path, message: impl Into<String>) -> Error {
+    named_error(&path.display().to_string(), message)
+}
+
+fn named_error(name: &str, message: impl Into<String>) -> Error {
     Error::File {
-        path: path.display().to_string(),
+        path: name.to_string(),
         message: message.into(),
+    }
+}
+
+/// What [`open_npy`] returns: the parsed header over the rest of the input, and how
+/// many bytes of data the input has after the header.
+struct Opened<R: Read> {
+    npy: NpyFile<Chain<Cursor<Vec<u8>>, R>>,
+    data_len: u64,
+}
+
+/// Opens a file for [`open_npy`], with its length.
+fn open_file(path: &Path) -> Result<(BufReader<File>, u64), Error> {
+    let file = File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
+    let len = file
+        .metadata()
+        .map_err(|e| file_error(path, format!("cannot open: {e}")))?
+        .len();
+    Ok((BufReader::new(file), len))
+}
+
+/// Reads the header of a `.npy` input of `len` bytes, checking the limits of the
+/// module documentation before `npyz` parses it (npyz allocates the header length the
+/// file claims and multiplies the shape without checking).
+fn open_npy<R: Read>(name: &str, mut reader: R, len: u64) -> Result<Opened<R>, Error> {
+    let io_error = |e: std::io::Error| named_error(name, format!("cannot read: {e}"));
+    // Magic (6), version (2), header length (2 for version 1, 4 for versions 2 and 3).
+    let mut head = Vec::with_capacity(12);
+    (&mut reader)
+        .take(12)
+        .read_to_end(&mut head)
+        .map_err(io_error)?;
+    let declared = match head.as_slice() {
+        [0x93, b'N', b'U', b'M', b'P', b'Y', 1, 0, a, b, ..] => {
+            Some((10, usize::from(u16::from_le_bytes([*a, *b]))))
+        }
+        [0x93, b'N', b'U', b'M', b'P', b'Y', 2 | 3, 0, a, b, c, d] => {
+            let n = u32::from_le_bytes([*a, *b, *c, *d]);
+            Some((12, usize::try_from(n).unwrap_or(usize::MAX)))
+        }
+        // Not a .npy file, or a version npyz refuses: its error says which.
+        _ => None,
+    };
+    if let Some((start, header_len)) = declared {
+        if header_len > MAX_NPY_HEADER_LEN {
+            return Err(named_error(
+                name,
+                format!(
+                    "not a valid .npy file: the header claims {header_len} bytes, more than \
+                     the limit of {MAX_NPY_HEADER_LEN}"
+                ),
+            ));
+        }
+        let end = start + header_len;
+        if end as u64 > len {
+            return Err(named_error(
+                name,
+                format!(
+                    "not a valid .npy file (truncated?): the header claims {header_len} bytes \
+                     but the file has only {len} in all"
+                ),
+            ));
+        }
+        if end > head.len() {
+            (&mut reader)
+                .take((end - head.len()) as u64)
+                .read_to_end(&mut head)
+                .map_err(io_error)?;
+        }
+        if head.len() >= end {
+            check_header_text(name, &head[start..end])?;
+        }
+    }
+    let consumed = head.len() as u64;
+    let npy = NpyFile::new(Cursor::new(head).chain(reader))
+        .map_err(|e| named_error(name, format!("not a valid .npy file: {e}")))?;
+    Ok(Opened {
+        npy,
+        data_len: len.saturating_sub(consumed),
+    })
+}
+
+/// Checks the nesting depth of a header's text and that every `'shape'` entry of its
+/// dict has a product (of its nonzero dims) that fits in 64 bits. Text that does not parse is left to npyz,
+/// whose error names the problem.
+fn check_header_text(name: &str, text: &[u8]) -> Result<(), Error> {
+    let mut depth = 0usize;
+    for &b in text {
+        match b {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NPY_HEADER_DEPTH {
+                    return Err(named_error(
+                        name,
+                        format!(
+                            "not a valid .npy file: the header nests brackets more than \
+                             {MAX_NPY_HEADER_DEPTH} deep"
+                        ),
+                    ));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    let Ok(text) = std::str::from_utf8(text) else {
+        return Ok(());
+    };
+    let Ok(py_literal::Value::Dict(entries)) = text.trim_end().parse::<py_literal::Value>() else {
+        return Ok(());
+    };
+    for (key, value) in &entries {
+        if key.as_string().map(String::as_str) != Some("shape") {
+            continue;
+        }
+        let (py_literal::Value::Tuple(dims) | py_literal::Value::List(dims)) = value else {
+            continue;
+        };
+        // npyz multiplies the dims and their prefixes (the strides) in u64: even with
+        // a zero dim (an empty array), the product of the others must fit.
+        let mut product = Some(1u64);
+        for dim in dims {
+            if let py_literal::Value::Integer(d) = dim
+                && let Ok(d) = u64::try_from(d)
+            {
+                product = product.and_then(|p| p.checked_mul(d.max(1)));
+            }
+        }
+        if product.is_none() {
+            return Err(named_error(
+                name,
+                format!(
+                    "not a valid .npy file: the shape {value} is too large (the product of \
+                     its nonzero dims does not fit in 64 bits)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the `data_len` bytes after the header hold the `shape`'s elements of
+/// `item_size` bytes, before any are read; returns the shape as `usize`s.
+fn checked_shape(
+    name: &str,
+    shape: &[u64],
+    item_size: u64,
+    data_len: u64,
+) -> Result<Vec<usize>, Error> {
+    let needed = shape
+        .iter()
+        .try_fold(item_size, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= data_len);
+    let dims: Option<Vec<usize>> = shape.iter().map(|&d| usize::try_from(d).ok()).collect();
+    match (needed, dims) {
+        (Some(_), Some(dims)) => Ok(dims),
+        _ => Err(named_error(
+            name,
+            format!(
+                "shape {shape:?} needs {} bytes of data but the file has only {data_len} \
+                 after its header (truncated, or a shape that is not the file's?)",
+                shape
+                    .iter()
+                    .try_fold(item_size, |acc, &d| acc.checked_mul(d))
+                    .map_or_else(|| "more than 2^64".to_string(), |n| n.to_string())
+            ),
+        )),
     }
 }
 
@@ -30,78 +222,93 @@ fn file_error(path: &Path, message: impl Into<String>) -> Error {
 ///
 /// # Errors
 /// [`Error::File`] naming the path when the file cannot be opened, is not a valid
-/// `.npy` file, is truncated, or holds another dtype.
+/// `.npy` file, is truncated, holds another dtype or breaks a limit of the module
+/// documentation.
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor, Error> {
     let path = path.as_ref();
-    let file = File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
-    let npy = NpyFile::new(BufReader::new(file))
-        .map_err(|e| file_error(path, format!("not a valid .npy file: {e}")))?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let (reader, len) = open_file(path)?;
+    read_float(&path.display().to_string(), reader, len)
+}
+
+/// [`read_npy`] of a `.npy` file already in memory; errors name it `name`.
+///
+/// # Errors
+/// As [`read_npy`].
+pub fn read_npy_bytes(name: &str, bytes: &[u8]) -> Result<Tensor, Error> {
+    read_float(name, bytes, bytes.len() as u64)
+}
+
+fn read_float<R: Read>(name: &str, reader: R, len: u64) -> Result<Tensor, Error> {
+    let Opened { npy, data_len } = open_npy(name, reader, len)?;
     let order = npy.order();
     let dtype = match npy.dtype() {
         DType::Plain(ts) => ts.to_string(),
         other => {
-            return Err(file_error(
-                path,
+            return Err(named_error(
+                name,
                 format!("dtype {} is not float32 or float64", other.descr()),
             ));
         }
     };
     let truncated =
-        |e: std::io::Error| file_error(path, format!("cannot read the data (truncated?): {e}"));
-    let data: Vec<f32> = match &dtype[1..] {
-        "f4" => npy.into_vec::<f32>().map_err(truncated)?,
-        "f8" => npy
-            .into_vec::<f64>()
-            .map_err(truncated)?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
+        |e: std::io::Error| named_error(name, format!("cannot read the data (truncated?): {e}"));
+    let (shape, data): (Vec<usize>, Vec<f32>) = match &dtype[1..] {
+        "f4" => (
+            checked_shape(name, npy.shape(), 4, data_len)?,
+            npy.into_vec::<f32>().map_err(truncated)?,
+        ),
+        "f8" => (
+            checked_shape(name, npy.shape(), 8, data_len)?,
+            npy.into_vec::<f64>()
+                .map_err(truncated)?
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
+        ),
         _ => {
-            return Err(file_error(
-                path,
+            return Err(named_error(
+                name,
                 format!(
                     "dtype {dtype} is not float32 or float64 (convert with x.astype(np.float32))"
                 ),
             ));
         }
     };
-    let tensor = Tensor::new(shape.clone(), data).map_err(|e| file_error(path, e.to_string()))?;
+    let tensor = Tensor::new(shape, data).map_err(|e| named_error(name, e.to_string()))?;
     Ok(match order {
         Order::C => tensor,
         Order::Fortran => fortran_to_c(tensor),
     })
 }
 
-/// Reads a `.npy` file whose dtype is exactly `descr` (`"i1"` for int8, `"i4"` for
+/// Reads a `.npy` input whose dtype is exactly `descr` (`"i1"` for int8, `"i4"` for
 /// int32, `"f4"` for float32, either byte order), in C or Fortran order, as `(shape, values)` in
 /// C order. No conversion between integer types: a value that does not fit would be
 /// changed silently, so another dtype is an error that names it.
 ///
 /// # Errors
-/// [`Error::File`] naming the path, the expected and the found dtype.
-fn read_npy_int<T: npyz::Deserialize + Copy>(
-    path: &Path,
+/// [`Error::File`] naming the input, the expected and the found dtype, or the limit
+/// broken.
+fn read_exact_dtype<T: npyz::Deserialize + Copy, R: Read>(
+    (name, reader, len): (&str, R, u64),
     descr: &str,
-    name: &str,
+    type_name: &str,
 ) -> Result<(Vec<usize>, Vec<T>), Error> {
-    let file = File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
-    let npy = NpyFile::new(BufReader::new(file))
-        .map_err(|e| file_error(path, format!("not a valid .npy file: {e}")))?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let Opened { npy, data_len } = open_npy(name, reader, len)?;
     let order = npy.order();
     let found = npy.dtype().descr();
     if !matches!(&npy.dtype(), DType::Plain(ts) if ts.to_string()[1..] == *descr) {
-        return Err(file_error(
-            path,
-            format!("dtype {found} is not {name} (convert with x.astype(np.{name}))"),
+        return Err(named_error(
+            name,
+            format!("dtype {found} is not {type_name} (convert with x.astype(np.{type_name}))"),
         ));
     }
+    let shape = checked_shape(name, npy.shape(), size_of::<T>() as u64, data_len)?;
     let data: Vec<T> = npy
         .into_vec::<T>()
-        .map_err(|e| file_error(path, format!("cannot read the data (truncated?): {e}")))?;
+        .map_err(|e| named_error(name, format!("cannot read the data (truncated?): {e}")))?;
     if data.len() != shape.iter().product::<usize>() {
-        return Err(file_error(path, "data length does not match the shape"));
+        return Err(named_error(name, "data length does not match the shape"));
     }
     Ok(match order {
         Order::C => (shape, data),
@@ -112,12 +319,30 @@ fn read_npy_int<T: npyz::Deserialize + Copy>(
     })
 }
 
+/// [`read_exact_dtype`] of a file.
+fn read_file_exact<T: npyz::Deserialize + Copy>(
+    path: &Path,
+    descr: &str,
+    type_name: &str,
+) -> Result<(Vec<usize>, Vec<T>), Error> {
+    let (reader, len) = open_file(path)?;
+    read_exact_dtype((&path.display().to_string(), reader, len), descr, type_name)
+}
+
 /// Reads an `int8` `.npy` file as `(shape, values)` (C order).
 ///
 /// # Errors
 /// [`Error::File`] naming the path when the file cannot be read or is not int8.
 pub fn read_npy_i8(path: impl AsRef<Path>) -> Result<(Vec<usize>, Vec<i8>), Error> {
-    read_npy_int(path.as_ref(), "i1", "int8")
+    read_file_exact(path.as_ref(), "i1", "int8")
+}
+
+/// [`read_npy_i8`] of a file already in memory; errors name it `name`.
+///
+/// # Errors
+/// As [`read_npy_i8`].
+pub fn read_npy_i8_bytes(name: &str, bytes: &[u8]) -> Result<(Vec<usize>, Vec<i8>), Error> {
+    read_exact_dtype((name, bytes, bytes.len() as u64), "i1", "int8")
 }
 
 /// Reads an `int32` `.npy` file as `(shape, values)` (C order).
@@ -125,7 +350,15 @@ pub fn read_npy_i8(path: impl AsRef<Path>) -> Result<(Vec<usize>, Vec<i8>), Erro
 /// # Errors
 /// [`Error::File`] naming the path when the file cannot be read or is not int32.
 pub fn read_npy_i32(path: impl AsRef<Path>) -> Result<(Vec<usize>, Vec<i32>), Error> {
-    read_npy_int(path.as_ref(), "i4", "int32")
+    read_file_exact(path.as_ref(), "i4", "int32")
+}
+
+/// [`read_npy_i32`] of a file already in memory; errors name it `name`.
+///
+/// # Errors
+/// As [`read_npy_i32`].
+pub fn read_npy_i32_bytes(name: &str, bytes: &[u8]) -> Result<(Vec<usize>, Vec<i32>), Error> {
+    read_exact_dtype((name, bytes, bytes.len() as u64), "i4", "int32")
 }
 
 /// Reads a `float32` `.npy` file exactly (no float64: rounding a scale to f32 would
@@ -134,7 +367,18 @@ pub fn read_npy_i32(path: impl AsRef<Path>) -> Result<(Vec<usize>, Vec<i32>), Er
 /// # Errors
 /// [`Error::File`] naming the path when the file cannot be read or is not float32.
 pub fn read_npy_f32_strict(path: impl AsRef<Path>) -> Result<(Vec<usize>, Vec<f32>), Error> {
-    read_npy_int(path.as_ref(), "f4", "float32")
+    read_file_exact(path.as_ref(), "f4", "float32")
+}
+
+/// [`read_npy_f32_strict`] of a file already in memory; errors name it `name`.
+///
+/// # Errors
+/// As [`read_npy_f32_strict`].
+pub fn read_npy_f32_strict_bytes(
+    name: &str,
+    bytes: &[u8],
+) -> Result<(Vec<usize>, Vec<f32>), Error> {
+    read_exact_dtype((name, bytes, bytes.len() as u64), "f4", "float32")
 }
 
 /// Writes an `int8` C-order `.npy` file of `shape`, through a temporary file like
@@ -317,5 +561,188 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("out.npy") && e.contains("cannot write"), "{e}");
+    }
+
+    /// A version-1 `.npy` file with this header text (padded as numpy does) and data.
+    fn npy_v1(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut text = header.to_string();
+        while !(10 + text.len() + 1).is_multiple_of(64) {
+            text.push(' ');
+        }
+        text.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend(u16::try_from(text.len()).unwrap().to_le_bytes());
+        out.extend(text.as_bytes());
+        out.extend(data);
+        out
+    }
+
+    /// Every reader gives an error whose message contains `part`.
+    fn all_refuse(bytes: &[u8], part: &str) {
+        let errors = [
+            read_npy_bytes("h.npy", bytes).map(drop),
+            read_npy_i8_bytes("h.npy", bytes).map(drop),
+            read_npy_i32_bytes("h.npy", bytes).map(drop),
+            read_npy_f32_strict_bytes("h.npy", bytes).map(drop),
+        ];
+        for e in errors {
+            let e = e.unwrap_err().to_string();
+            assert!(
+                e.starts_with("h.npy: ") && e.contains(part),
+                "{part:?} not in {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_read_like_files() {
+        let dir = tmp_dir("bytes");
+        let p = dir.join("t.npy");
+        let t = Tensor::from_fn(vec![3, 2], |i| i as f32 - 1.5);
+        write_npy(&p, &t).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(read_npy_bytes("t.npy", &bytes).unwrap(), t);
+        let (shape, values) = read_npy_f32_strict_bytes("t.npy", &bytes).unwrap();
+        assert_eq!((shape.as_slice(), values.as_slice()), (t.shape(), t.data()));
+        let i8s = dir.join("i.npy");
+        write_npy_i8(&i8s, &[2, 2], &[1, -2, 3, -128]).unwrap();
+        let bytes = std::fs::read(&i8s).unwrap();
+        assert_eq!(
+            read_npy_i8_bytes("i.npy", &bytes).unwrap(),
+            (vec![2, 2], vec![1, -2, 3, -128])
+        );
+        assert_eq!(
+            read_npy_i8(&i8s).unwrap(),
+            (vec![2, 2], vec![1, -2, 3, -128])
+        );
+    }
+
+    #[test]
+    fn a_header_length_over_the_limit_is_refused_before_reading_it() {
+        // Version 2 claims a 4 GiB header in a 16-byte file: npyz would allocate it.
+        let mut v2 = b"\x93NUMPY\x02\x00\xff\xff\xff\xff".to_vec();
+        v2.extend(b"{'de");
+        all_refuse(
+            &v2,
+            "the header claims 4294967295 bytes, more than the limit of 16384",
+        );
+        // Version 1: 60,000 bytes, present, but over the limit.
+        let mut v1 = b"\x93NUMPY\x01\x00".to_vec();
+        v1.extend(60_000u16.to_le_bytes());
+        v1.resize(10 + 60_000, b' ');
+        all_refuse(&v1, "more than the limit of 16384");
+        // Under the limit but longer than the file.
+        let mut short = b"\x93NUMPY\x03\x00".to_vec();
+        short.extend(1000u32.to_le_bytes());
+        short.extend(b"{'descr': '<f4'");
+        all_refuse(
+            &short,
+            "the header claims 1000 bytes but the file has only 27 in all",
+        );
+    }
+
+    #[test]
+    fn a_shape_that_overflows_is_refused() {
+        // 2^32 * 2^32 * 2 elements: npyz multiplies without checking (a panic in debug
+        // builds, a wrapped count otherwise).
+        let bytes = npy_v1(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 2), }",
+            &[],
+        );
+        all_refuse(&bytes, "is too large");
+        // An empty array whose other dims overflow: npyz's strides would.
+        let bytes = npy_v1(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4294967296, 4294967296), }",
+            &[],
+        );
+        all_refuse(&bytes, "is too large");
+        // The last 'shape' of a dict wins in npyz: every one is checked.
+        let bytes = npy_v1(
+            "{'shape': (2,), 'descr': '<f4', 'fortran_order': False, 'shape': [18446744073709551615, 3], }",
+            &[],
+        );
+        all_refuse(&bytes, "is too large");
+    }
+
+    #[test]
+    fn a_shape_that_claims_more_data_than_the_file_has_is_refused_before_reading() {
+        // A terabyte of float32 claimed by a 128-byte file.
+        let bytes = npy_v1(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (500000, 500000), }",
+            &[0; 64],
+        );
+        let message = "shape [500000, 500000] needs 1000000000000 bytes of data but the file \
+                       has only 64 after its header";
+        for e in [
+            read_npy_bytes("h.npy", &bytes).map(drop),
+            read_npy_f32_strict_bytes("h.npy", &bytes).map(drop),
+        ] {
+            let e = e.unwrap_err().to_string();
+            assert!(e.contains(message), "{e}");
+        }
+        let bytes = npy_v1(
+            "{'descr': '|i1', 'fortran_order': True, 'shape': (65, 1), }",
+            &[0; 64],
+        );
+        let e = read_npy_i8_bytes("h.npy", &bytes).unwrap_err().to_string();
+        assert!(
+            e.contains("needs 65 bytes of data but the file has only 64"),
+            "{e}"
+        );
+        // One byte fewer than a float64 needs.
+        let bytes = npy_v1(
+            "{'descr': '>f8', 'fortran_order': False, 'shape': (1,), }",
+            &[0; 7],
+        );
+        let e = read_npy_bytes("h.npy", &bytes).unwrap_err().to_string();
+        assert!(
+            e.contains("needs 8 bytes of data but the file has only 7"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_deeply_nested_header_is_refused_before_parsing() {
+        // 5,000 nested tuples: the Python-literal parser recurses once per level.
+        let deep = format!(
+            "{{'descr': '<f4', 'fortran_order': False, 'shape': {}1{}, }}",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
+        all_refuse(&npy_v1(&deep, &[]), "nests brackets more than 4 deep");
+        // Found by fuzzing: unclosed braces make the parser backtrack exponentially (11
+        // took more than 10 s); refused at once, and a plain header still reads.
+        let start = std::time::Instant::now();
+        let braces = format!(
+            "{}'descr': '<f4', 'fortran_order': False, 'shape': (), }}",
+            "{".repeat(11)
+        );
+        all_refuse(&npy_v1(&braces, &[0; 4]), "nests brackets more than 4 deep");
+        assert!(start.elapsed().as_secs() < 2, "{:?}", start.elapsed());
+        let plain = "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }";
+        assert_eq!(
+            read_npy_bytes("p", &npy_v1(plain, &[0; 4]))
+                .unwrap()
+                .shape(),
+            &[1]
+        );
+    }
+
+    #[test]
+    fn hostile_files_on_disk_are_refused_too() {
+        let dir = tmp_dir("hostile");
+        let p = dir.join("big.npy");
+        let bytes = npy_v1(
+            "{'descr': '<i4', 'fortran_order': False, 'shape': (1000000000000,), }",
+            &[],
+        );
+        std::fs::write(&p, bytes).unwrap();
+        let e = read_npy_i32(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("big.npy") && e.contains("needs 4000000000000 bytes"),
+            "{e}"
+        );
+        let e = read_npy(&p).unwrap_err().to_string();
+        assert!(e.contains("is not float32 or float64"), "{e}");
     }
 }

@@ -8,13 +8,16 @@ use std::path::Path;
 
 use gconv_core::layers::Reduce;
 use gconv_core::quant::QuantParams;
+use safetensors::Dtype;
 use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::any::{Pair, Space, parse_padding};
 use crate::error::Error;
 use crate::model::Feature;
+use crate::model_file::{
+    JSON_NAME, WEIGHTS_NAME, json_text, named_error, parse_safetensors, read_json,
+};
 use crate::pool::{Pool2d, PoolKind};
 use crate::quant::{QConv, QConvConfig, QDense, QLayer, QModel};
 
@@ -165,12 +168,23 @@ impl Tensors {
 /// The `dtype` a `model.json` declares: `"f32"` when absent, else its value.
 ///
 /// # Errors
-/// [`Error::File`] for an unreadable file or invalid JSON.
+/// [`Error::File`] for an unreadable file, one longer than
+/// [`MAX_MODEL_JSON_LEN`](crate::model_file::MAX_MODEL_JSON_LEN), or invalid JSON.
 pub fn model_dtype(json: &Path) -> Result<String, Error> {
-    let text =
-        std::fs::read_to_string(json).map_err(|e| file_error(json, format!("cannot read: {e}")))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| file_error(json, format!("not valid JSON: {e}")))?;
+    dtype_of(&json.display().to_string(), &read_json(json)?)
+}
+
+/// [`model_dtype`] of a description already in memory.
+///
+/// # Errors
+/// As [`model_dtype`], naming the description `<model json>`.
+pub fn model_dtype_bytes(json: &[u8]) -> Result<String, Error> {
+    dtype_of(JSON_NAME, json_text(JSON_NAME, json)?)
+}
+
+fn dtype_of(name: &str, text: &str) -> Result<String, Error> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| named_error(name, format!("not valid JSON: {e}")))?;
     Ok(value
         .get("dtype")
         .and_then(|d| d.as_str())
@@ -198,46 +212,26 @@ impl QModel {
     /// that break the equivariance rule (unless accepted).
     pub fn load(json: impl AsRef<Path>, weights: impl AsRef<Path>) -> Result<QModel, Error> {
         let (json, weights) = (json.as_ref(), weights.as_ref());
-        let text = std::fs::read_to_string(json)
-            .map_err(|e| file_error(json, format!("cannot read: {e}")))?;
-        let file: QModelFile = serde_json::from_str(&text).map_err(|e| {
-            file_error(
-                json,
-                format!("not a valid gconv int8 model description: {e}"),
-            )
-        })?;
-        let bytes =
-            std::fs::read(weights).map_err(|e| file_error(weights, format!("cannot read: {e}")))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| {
-            file_error(
-                weights,
-                format!("not a valid safetensors file (truncated or corrupt?): {e}"),
-            )
-        })?;
-        let mut tensors = Tensors(
-            st.tensors()
-                .into_iter()
-                .map(|(name, view)| {
-                    let raw = RawTensor {
-                        dtype: view.dtype(),
-                        shape: view.shape().to_vec(),
-                        bytes: view.data().to_vec(),
-                    };
-                    (name, raw)
-                })
-                .collect(),
-        );
-        let model = build(file, &mut tensors).map_err(|e| file_error(json, e))?;
-        if let Some(name) = tensors.0.keys().next() {
-            return Err(file_error(
-                weights,
-                format!(
-                    "tensor {name:?} is not used by the model ({} unused in all): the description and the weights do not match",
-                    tensors.0.len()
-                ),
-            ));
-        }
-        Ok(model)
+        let text = read_json(json)?;
+        load_from(
+            (&json.display().to_string(), &text),
+            (&weights.display().to_string(), || {
+                std::fs::read(weights).map_err(|e| file_error(weights, format!("cannot read: {e}")))
+            }),
+        )
+    }
+
+    /// [`QModel::load`] of files already in memory: the description's bytes (UTF-8
+    /// JSON) and the safetensors bytes. Errors name them `<model json>` and
+    /// `<model weights>`.
+    ///
+    /// # Errors
+    /// As [`QModel::load`].
+    pub fn from_bytes(json: &[u8], weights: &[u8]) -> Result<QModel, Error> {
+        load_from(
+            (JSON_NAME, json_text(JSON_NAME, json)?),
+            (WEIGHTS_NAME, || Ok(weights)),
+        )
     }
 
     /// Writes the model as `json` + `weights` (the format [`QModel::load`] reads).
@@ -382,6 +376,46 @@ impl QModel {
         write_file(weights, &st)?;
         write_file(json, format!("{text}\n").as_bytes())
     }
+}
+
+/// Builds an int8 model from its description and safetensors bytes (read only once the
+/// description has parsed), each with the name its errors give.
+fn load_from<B: AsRef<[u8]>>(
+    (json, text): (&str, &str),
+    (weights, read_weights): (&str, impl FnOnce() -> Result<B, Error>),
+) -> Result<QModel, Error> {
+    let file: QModelFile = serde_json::from_str(text).map_err(|e| {
+        named_error(
+            json,
+            format!("not a valid gconv int8 model description: {e}"),
+        )
+    })?;
+    let bytes = read_weights()?;
+    let st = parse_safetensors(weights, bytes.as_ref())?;
+    let mut tensors = Tensors(
+        st.tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let raw = RawTensor {
+                    dtype: view.dtype(),
+                    shape: view.shape().to_vec(),
+                    bytes: view.data().to_vec(),
+                };
+                (name, raw)
+            })
+            .collect(),
+    );
+    let model = build(file, &mut tensors).map_err(|e| named_error(json, e))?;
+    if let Some(name) = tensors.0.keys().next() {
+        return Err(named_error(
+            weights,
+            format!(
+                "tensor {name:?} is not used by the model ({} unused in all): the description and the weights do not match",
+                tensors.0.len()
+            ),
+        ));
+    }
+    Ok(model)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {

@@ -560,6 +560,16 @@ fn available_kernels_are_what_the_cpu_runs() {
         kernels.contains(&Kernel::Avx2Fma),
         gconv_std::fast::avx2_fma_detected()
     );
+    if !cfg!(target_arch = "x86_64") {
+        // Off x86_64 (aarch64 in CI, scripts/aarch64.sh) the tests that loop over the
+        // kernels the CPU has run the portable ones, and only them.
+        assert_eq!(kernels, [Kernel::Portable]);
+        assert_eq!(Kernel::compiled(), Kernel::Portable);
+        assert_eq!(
+            gconv_std::fast::int8_available_kernels(),
+            [gconv_core::quant::fast::QKernel::Portable]
+        );
+    }
     for kernel in kernels {
         let (mr, nr) = kernel.tile();
         assert_eq!(mr, MR);

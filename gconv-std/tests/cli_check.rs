@@ -1,10 +1,12 @@
 //! `gconv check` through the built binary: the rule's verdict, one table row per group
 //! element, exit status 0 exactly when rule and measurement agree, and one-line errors.
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
 
 fn gconv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gconv"))
+    common::gconv_command()
         .arg("check")
         .args(args)
         .output()

@@ -3,10 +3,12 @@
 //! (within the rounding bound); every bad input is one line on stderr, exit status 2,
 //! and no output file.
 
+mod common;
+
 use std::fs::File;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use gconv_std::npy::{read_npy, write_npy};
 use gconv_std::reference::{RefConvSpec, RefGroup, reference_conv};
@@ -44,7 +46,7 @@ impl Drop for TempDir {
 
 /// Runs `gconv forward ARGS` in `dir` (so relative paths are given as-is).
 fn forward(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gconv"))
+    common::gconv_command()
         .current_dir(dir)
         .arg("forward")
         .args(args)

@@ -2,8 +2,10 @@
 //! independent oracle (exactly), its bad inputs (one line, exit 2, no output written),
 //! `gconv quantize` + `gconv run` on the digits model.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use gconv_std::npy::{read_npy_i8, write_npy};
 use gconv_std::reference::{RefConvSpec, RefGroup, reference_conv_i8};
@@ -18,7 +20,7 @@ fn tmp(test: &str) -> PathBuf {
 }
 
 fn gconv(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gconv"))
+    common::gconv_command()
         .current_dir(dir)
         .args(args)
         .output()

@@ -2,8 +2,10 @@
 //! PyTorch's output (tolerance as in `pytorch_goldens.rs`), with and without folding
 //! batch norm; bad model files and inputs exit 2 with one line and write nothing.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use gconv_std::npy::read_npy;
 
@@ -14,7 +16,7 @@ fn golden(name: &str) -> PathBuf {
 }
 
 fn run(model: &Path, weights: &Path, input: &Path, output: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gconv"))
+    common::gconv_command()
         .arg("run")
         .arg("--model")
         .arg(model)

@@ -21,6 +21,7 @@ use std::ops::Range;
 
 use common::{assert_matches_oracle, oracle, random_layer, random_vec, rng, tolerance};
 use gconv_core::fast::{FastPlan, Kernel, MAX_KERNEL, MR, pack_bank};
+use gconv_core::plan::auto_picks_blocked;
 use gconv_core::{Buffer, C4, ConvGeometry, ConvShape, D4, Domain, Error, Padding};
 use gconv_std::layer::InputDomain;
 use gconv_std::reference::RefGroup;
@@ -563,6 +564,16 @@ fn available_kernels_are_what_the_cpu_runs() {
         kernels.contains(&Kernel::Avx2Fma),
         gconv_std::fast::avx2_fma_detected()
     );
+    if !cfg!(target_arch = "x86_64") {
+        // Off x86_64 (aarch64 in CI, scripts/aarch64.sh) the tests that loop over the
+        // kernels the CPU has run the portable ones, and only them.
+        assert_eq!(kernels, [Kernel::Portable]);
+        assert_eq!(Kernel::compiled(), Kernel::Portable);
+        assert_eq!(
+            gconv_std::fast::int8_available_kernels(),
+            [gconv_core::quant::fast::QKernel::Portable]
+        );
+    }
     for kernel in kernels {
         let (mr, nr) = kernel.tile();
         assert_eq!(mr, MR);
@@ -700,15 +711,18 @@ fn direct_and_fast_agree<G: Group, D: InputDomain>(
 
     let auto = run(&layer);
     let auto_name = layer.path_name(&x_shape).unwrap();
-    let fourier_name = format!(
-        "fourier_{}",
-        gconv_std::fast::kernel().expect("GCONV_KERNEL").name()
-    );
-    assert!(
-        is_fast_name(&auto_name) || auto_name == fourier_name,
-        "{name}: {auto_name}"
-    );
-    assert!(layer.runs_fast_path(&x_shape).unwrap());
+    let fourier_name = format!("fourier_{}", gconv_std::fast::kernel().expect("GCONV_KERNEL").name());
+    // Off x86 the portable kernel's Auto is the blocked path (gconv_core::plan).
+    let blocked = auto_picks_blocked(gconv_std::fast::kernel().expect("GCONV_KERNEL"));
+    if blocked {
+        assert_eq!(auto_name, "blocked", "{name}");
+    } else {
+        assert!(
+            is_fast_name(&auto_name) || auto_name == fourier_name,
+            "{name}: {auto_name}"
+        );
+    }
+    assert_eq!(layer.runs_fast_path(&x_shape).unwrap(), !blocked, "{name}");
     layer.set_path(ConvPath::Direct);
     let direct = run(&layer);
     assert_eq!(layer.path_name(&x_shape).unwrap(), "direct", "{name}");
@@ -727,6 +741,11 @@ fn direct_and_fast_agree<G: Group, D: InputDomain>(
         let fourier = run(&layer);
         layer.set_path(ConvPath::Fast);
         fourier
+    } else if blocked {
+        layer.set_path(ConvPath::Blocked);
+        let blocked = run(&layer);
+        layer.set_path(ConvPath::Fast);
+        blocked
     } else {
         fast.clone()
     };
@@ -839,7 +858,13 @@ fn too_large_for_fast<G: Group, D: InputDomain>(group: RefGroup, seed: u64) {
     };
 
     assert_eq!(layer.path(), ConvPath::Auto);
-    assert_eq!(layer.path_name(&x_shape).unwrap(), "direct", "{name}");
+    // Off x86 the portable kernel's Auto is the blocked path, which takes any K.
+    let auto_name = if auto_picks_blocked(gconv_std::fast::kernel().expect("GCONV_KERNEL")) {
+        "blocked"
+    } else {
+        "direct"
+    };
+    assert_eq!(layer.path_name(&x_shape).unwrap(), auto_name, "{name}");
     assert!(!layer.runs_fast_path(&x_shape).unwrap());
     let auto = layer.forward(&x).unwrap();
     let geo = layer.geometry(&x_shape).unwrap();

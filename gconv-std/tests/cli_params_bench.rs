@@ -665,7 +665,7 @@ fn peak_prints_one_line_per_kernel_and_refuses_unknown_ones() {
 /// Runs `gconv ARGS` with `var=value` in its environment, expects the one-line error
 /// of [`fails`] and returns it.
 fn fails_with_env(var: &str, value: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_gconv"))
+    let out = common::gconv_command()
         .args(args)
         .env(var, value)
         .output()

@@ -711,7 +711,10 @@ fn direct_and_fast_agree<G: Group, D: InputDomain>(
 
     let auto = run(&layer);
     let auto_name = layer.path_name(&x_shape).unwrap();
-    let fourier_name = format!("fourier_{}", gconv_std::fast::kernel().expect("GCONV_KERNEL").name());
+    let fourier_name = format!(
+        "fourier_{}",
+        gconv_std::fast::kernel().expect("GCONV_KERNEL").name()
+    );
     // Off x86 the portable kernel's Auto is the blocked path (gconv_core::plan).
     let blocked = auto_picks_blocked(gconv_std::fast::kernel().expect("GCONV_KERNEL"));
     if blocked {

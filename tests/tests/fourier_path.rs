@@ -508,11 +508,12 @@ fn layer_fourier_path_uses_new_weights_and_reports_errors() {
     assert!(err.contains("D4->D4"), "{err}");
     big.set_path(ConvPath::Auto);
     // Off x86 the portable kernel's Auto is the blocked path, which takes any K.
-    let auto = if gconv_core::plan::auto_picks_blocked(gconv_std::fast::kernel().expect("GCONV_KERNEL")) {
-        "blocked"
-    } else {
-        "direct"
-    };
+    let auto =
+        if gconv_core::plan::auto_picks_blocked(gconv_std::fast::kernel().expect("GCONV_KERNEL")) {
+            "blocked"
+        } else {
+            "direct"
+        };
     assert_eq!(big.path_name(&big_shape).unwrap(), auto);
 }
 

@@ -74,9 +74,11 @@ pub(super) fn drive<const NR: usize, const P: usize>(
                 debug_assert!(false, "int8 drive: `weights` outside its buffer");
                 return;
             };
-            // The epilogue of each plane tile, once for all its flat tiles.
+            // The epilogue of each plane tile, once for all its flat tiles. Only the
+            // first `n >= 1` are used; the rest of the array repeats the last of them
+            // rather than asking for a channel past the layer's.
             let quants: [(Multiplier, TileQuant); P] =
-                core::array::from_fn(|i| run.tile_quant((t0 + i) >> channel_shift));
+                core::array::from_fn(|i| run.tile_quant((t0 + i.min(n - 1)) >> channel_shift));
             for j in 0..n_tiles {
                 tile(weights, (0, plan.groups), j * NR, &mut one[..n], false);
                 for ((t, acc), (m, quant)) in (t0..t0 + n).zip(&one).zip(&quants) {

@@ -29,9 +29,9 @@
 //! | Feature | Default | Enables | Extra dependencies |
 //! |---|---|---|---|
 //! | `rayon` | yes | multi-threaded forward passes (`GConv::forward_into_par`, the rayon split of the fast and Fourier paths) | rayon |
-//! | `npy` | no | the `npy` module: NumPy `.npy` reading and writing of tensors | npyz |
+//! | `npy` | no | the `npy` module: NumPy `.npy` reading and writing of tensors | npyz, py_literal |
 //! | `reference` | no | the `reference` module: the slow, independent f64 and int8 oracle the tests and benchmarks compare against. Test support: it panics on inconsistent arguments | none |
-//! | `cli` | no | the `gconv` binary (`src/bin/gconv/`); implies `npy` | clap, npyz |
+//! | `cli` | no | the `gconv` binary (`src/bin/gconv/`); implies `npy` | clap, npyz, py_literal |
 //!
 //! The binary is built and run from the workspace root with
 //! `cargo run --release -p gconv-std --features cli --bin gconv -- demo`. The
